@@ -1,0 +1,1 @@
+"""An OpenCTI-compatible platform emulator for demos and tests."""
