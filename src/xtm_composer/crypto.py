@@ -84,11 +84,7 @@ def private_key_pkcs8_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 def public_key_pkcs1_pem(key: rsa.RSAPrivateKey) -> str:
     """Public key as OpenCTI expects it at registration (`BEGIN RSA PUBLIC KEY`)."""
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
-        .decode("ascii")
-    )
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1).decode("ascii")
 
 
 def public_key_spki_pem(key: rsa.RSAPrivateKey) -> str:

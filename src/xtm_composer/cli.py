@@ -1,0 +1,116 @@
+"""Command line: the only composition root. It loads settings and keys, builds the platform
+clients and orchestrators, and starts the daemon (or the emulator, the demo …)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from xtm_composer import __version__
+from xtm_composer.config import Settings, load_settings
+from xtm_composer.domain import PlatformKind
+from xtm_composer.errors import ComposerError, ConfigurationError
+from xtm_composer.observability import configure_logging, get_logger
+
+app = typer.Typer(
+    name="xtm-composer",
+    help="Runs the connectors of OpenCTI (and OpenAEV) on Docker, and reports back to the platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = get_logger("xtm_composer.cli")
+
+
+def fail(message: str, *, code: int = 2) -> NoReturn:
+    """One line on stderr, no traceback, non-zero exit."""
+    typer.echo(f"xtm-composer: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+ConfigDir = Annotated[
+    Path | None,
+    typer.Option("--config-dir", help="Directory holding default.yaml and <COMPOSER_ENV>.yaml (default: ./config)."),
+]
+
+
+def _load(config_dir: Path | None) -> Settings:
+    try:
+        return load_settings(config_dir)
+    except ConfigurationError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def run(config_dir: ConfigDir = None) -> None:
+    """Run the composer: register with the platform(s) and reconcile connectors until stopped."""
+    from xtm_composer.wiring import build_runtimes
+
+    settings = _load(config_dir)
+    configure_logging(settings.manager.logger)
+    try:
+        runtimes = build_runtimes(settings)
+    except ComposerError as exc:
+        fail(str(exc))
+    log.info("xtm-composer starting", version=__version__, platforms=[r.kind.value for r in runtimes])
+    exit_code = asyncio.run(_serve(runtimes))
+    raise typer.Exit(exit_code)
+
+
+async def _serve(runtimes: list) -> int:  # type: ignore[type-arg]
+    from xtm_composer.daemon import run_daemon
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await run_daemon(runtimes, stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("xtm-composer stopped")
+    return 0
+
+
+@app.command()
+def keygen(
+    path: Annotated[Path, typer.Argument(help="Where to write the new PKCS#8 PEM private key.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Write a new RSA-4096 private key (PKCS#8 PEM, mode 0600) for manager.credentials_key_filepath."""
+    from xtm_composer.keys import write_new_key
+
+    try:
+        write_new_key(path, overwrite=force)
+    except ComposerError as exc:
+        fail(str(exc))
+    typer.echo(f"wrote a 4096-bit RSA private key to {path} (mode 0600)")
+
+
+@app.command()
+def version() -> None:
+    """Print the composer version."""
+    typer.echo(__version__)
+
+
+def _mount_subcommands() -> None:
+    from xtm_composer.emulator.cli import app as emulator_app
+
+    app.add_typer(emulator_app, name="emulator", help="Run or drive the OpenCTI platform emulator.")
+
+
+def main() -> None:
+    _mount_subcommands()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+__all__ = ["PlatformKind", "app", "main"]

@@ -1,0 +1,156 @@
+"""The settings model, the same layout and keys as the Rust composer's configuration.
+
+Every section rejects unknown keys so a typo is caught at start-up instead of being silently
+ignored. Durations are in seconds unless a field says otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Selector = Literal["docker", "kubernetes", "portainer", "swarm"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoggerSettings(Section):
+    level: Literal["trace", "debug", "info", "warn", "warning", "error"] = "info"
+    format: Literal["json", "pretty"] = "json"
+    # `true` writes daily-rolling files under ./logs (the Rust composer's behaviour); a string
+    # names the directory; `false` disables file logging.
+    directory: bool | str = False
+    console: bool = True
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class DebugSettings(Section):
+    show_env_vars: bool = False
+    show_sensitive_env_vars: bool = False
+
+
+class ManagerSettings(Section):
+    id: str = Field(min_length=1)
+    name: str = "Filigran connector manager"
+    execute_schedule: float = Field(default=10, gt=0, description="seconds between reconcile passes")
+    ping_alive_schedule: float = Field(default=60, gt=0, description="seconds between pings")
+    credentials_key: str | None = None
+    credentials_key_filepath: Path | None = None
+    logger: LoggerSettings = LoggerSettings()
+    debug: DebugSettings = DebugSettings()
+    max_concurrent_actions: int = Field(default=4, ge=1, le=64)
+    health_interval: float = Field(default=30, gt=0, description="seconds between health reports")
+    logs_tail: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("credentials_key", mode="before")
+    @classmethod
+    def _blank_key_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class RegistrySettings(Section):
+    server: str | None = None
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    email: str | None = None
+
+
+class KubernetesSettings(Section):
+    image_pull_policy: str = "IfNotPresent"
+    base_deployment: dict[str, Any] | None = None
+    base_deployment_json: str | None = None
+    image_resources: dict[str, Any] | None = None
+
+
+class PortainerSettings(Section):
+    api: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    env_id: int | str | None = None
+    env_type: str = "docker"
+    api_version: str = "v1.44"
+    stack: str | None = None
+    network_mode: str | None = None
+
+
+class DockerSettings(Section):
+    network_mode: str | None = None
+    extra_hosts: list[str] | None = None
+    dns: list[str] | None = None
+    dns_search: list[str] | None = None
+    privileged: bool | None = None
+    cap_add: list[str] | None = None
+    cap_drop: list[str] | None = None
+    security_opt: list[str] | None = None
+    userns_mode: str | None = None
+    pid_mode: str | None = None
+    ipc_mode: str | None = None
+    uts_mode: str | None = None
+    runtime: str | None = None
+    shm_size: int | str | None = None
+    sysctls: dict[str, str] | None = None
+    ulimits: list[dict[str, Any]] | None = None
+
+
+class SwarmSettings(Section):
+    # Accepted for configuration compatibility; the Swarm orchestrator reads these.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class DaemonSettings(Section):
+    selector: Selector = "docker"
+    registry: RegistrySettings | None = None
+    docker: DockerSettings = DockerSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
+    portainer: PortainerSettings = PortainerSettings()
+    swarm: SwarmSettings | None = None
+
+    @field_validator("kubernetes", "portainer", "docker", mode="before")
+    @classmethod
+    def _null_section_is_default(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class PlatformSettings(Section):
+    enable: bool = False
+    url: str = "http://localhost:4000"
+    token: str = Field(default="", repr=False)
+    unsecured_certificate: bool = False
+    with_proxy: bool = False
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: str | None = None
+    https_proxy_ca: list[str] | str | None = None
+    https_proxy_reject_unauthorized: bool = True
+    logs_schedule: float = Field(default=10, gt=0, description="seconds between log pushes, per connector")
+    request_timeout: float = Field(default=30, gt=0)
+    connect_timeout: float = Field(default=10, gt=0)
+    daemon: DaemonSettings = DaemonSettings()
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class Settings(Section):
+    manager: ManagerSettings
+    opencti: PlatformSettings = PlatformSettings()
+    openaev: PlatformSettings = PlatformSettings()
+
+    @model_validator(mode="after")
+    def _enabled_platform_has_token(self) -> Settings:
+        for name in ("opencti", "openaev"):
+            platform: PlatformSettings = getattr(self, name)
+            if platform.enable and not platform.token:
+                raise ValueError(f"{name}.token is required when {name}.enable is true")
+        return self

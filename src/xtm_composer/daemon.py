@@ -1,0 +1,242 @@
+"""The daemon: per platform, an alive loop (register, ping) and a reconcile loop.
+
+One stop event drives shutdown: SIGTERM/SIGINT set it, the loops leave their waits, an
+in-flight pass finishes its actions (bounded by a timeout), clients are closed. Failures to
+reach the platform or the engine skip a pass and are retried with backoff; they never remove
+anything and never spin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from xtm_composer.config.settings import PlatformSettings, Settings
+from xtm_composer.crypto import public_key_pkcs1_pem, public_key_spki_pem
+from xtm_composer.domain import PlatformKind
+from xtm_composer.errors import ComposerError, OrchestratorError, PlatformError, PlatformRejected, PlatformUnsupported
+from xtm_composer.observability import get_logger
+from xtm_composer.orchestrators.base import Orchestrator
+from xtm_composer.platforms.base import Platform
+from xtm_composer.reconcile.executor import Executor, PassReport
+from xtm_composer.reconcile.memory import ConnectorMemory
+from xtm_composer.reconcile.planner import Plan, PlanContext, plan
+
+log = get_logger(__name__)
+
+ALIVE_BACKOFF_START = 1.0
+ALIVE_BACKOFF_MAX = 60.0
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait `seconds` unless stopped first; returns True when the stop event is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+    return stop.is_set()
+
+
+@dataclass
+class PassResult:
+    plan: Plan
+    report: PassReport
+    duration: float
+
+
+@dataclass
+class PlatformRuntime:
+    """Everything one platform's loops share: clients, settings and per-connector memory."""
+
+    kind: PlatformKind
+    platform: Platform
+    orchestrator: Orchestrator
+    settings: PlatformSettings
+    manager_id: str
+    manager_name: str
+    private_key: RSAPrivateKey
+    execute_schedule: float
+    ping_alive_schedule: float
+    health_interval: float = 30.0
+    max_concurrency: int = 4
+    logs_tail: int = 100
+    clock: Callable[[], float] = time.monotonic
+    memory: dict[str, ConnectorMemory] = field(default_factory=dict)
+    registered: asyncio.Event = field(default_factory=asyncio.Event)
+    platform_version: str | None = None
+    last_pass: PassResult | None = None
+
+    @property
+    def public_key(self) -> str:
+        # OpenCTI parses PKCS#1 only; OpenAEV parses SPKI only (PROTOCOL.md §2).
+        key = public_key_pkcs1_pem if self.kind is PlatformKind.OPENCTI else public_key_spki_pem
+        return key(self.private_key)
+
+    def plan_context(self) -> PlanContext:
+        return PlanContext(
+            manager_id=self.manager_id,
+            platform=self.kind,
+            logs_interval=self.settings.logs_schedule,
+            health_interval=self.health_interval,
+        )
+
+    # -- one reconcile pass -----------------------------------------------------------------
+    async def observe_and_plan(self) -> Plan:
+        desired = await self.platform.list_connectors(manager_id=self.manager_id)
+        observed = await self.orchestrator.list_workloads(manager_id=self.manager_id)
+        return plan(desired, observed, memory=self.memory, now=self.clock(), ctx=self.plan_context())
+
+    async def reconcile_once(self) -> PassResult:
+        started = time.perf_counter()
+        current_plan = await self.observe_and_plan()
+        executor = Executor(
+            platform=self.platform,
+            orchestrator=self.orchestrator,
+            private_key=self.private_key,
+            manager_id=self.manager_id,
+            platform_kind=self.kind,
+            memory=self.memory,
+            clock=self.clock,
+            max_concurrency=self.max_concurrency,
+            logs_tail=self.logs_tail,
+        )
+        report = await executor.run(current_plan)
+        for connector_id, up in current_plan.observed_up.items():
+            self.memory.setdefault(connector_id, ConnectorMemory()).was_up = up
+        desired_ids = set(current_plan.names)
+        for gone in set(self.memory) - desired_ids:
+            del self.memory[gone]
+        result = PassResult(plan=current_plan, report=report, duration=time.perf_counter() - started)
+        self.last_pass = result
+        return result
+
+    # -- loops ----------------------------------------------------------------------------
+    async def alive_loop(self, stop: asyncio.Event) -> None:
+        backoff = ALIVE_BACKOFF_START
+        unsupported_said = False
+        while not stop.is_set():
+            try:
+                if not self.registered.is_set():
+                    await self._register()
+                else:
+                    version = await self.platform.ping(manager_id=self.manager_id)
+                    if self.platform_version is not None and version != self.platform_version:
+                        log.info("platform version changed: registering again", old=self.platform_version, new=version)
+                        await self._register()
+                backoff = ALIVE_BACKOFF_START
+                delay = self.ping_alive_schedule
+            except PlatformUnsupported as exc:
+                if not unsupported_said:
+                    log.error("platform not supported", error=str(exc))
+                    unsupported_said = True
+                delay = self.ping_alive_schedule
+            except PlatformRejected as exc:
+                if self.registered.is_set() and exc.code == "FUNCTIONAL_ERROR":
+                    # The platform no longer knows us (reinstalled, state lost): register again now.
+                    log.warning("platform forgot this manager: registering again", error=str(exc))
+                    self.registered.clear()
+                    delay = ALIVE_BACKOFF_START
+                else:
+                    log.error("platform refused the manager", error=str(exc))
+                    delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
+            except PlatformError as exc:
+                log.warning("platform unreachable", error=str(exc), retry_in=round(backoff, 1))
+                delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
+            if await sleep_or_stop(stop, delay):
+                return
+
+    async def _register(self) -> None:
+        version = await self.platform.version()
+        registered_version = await self.platform.register(
+            manager_id=self.manager_id, name=self.manager_name, public_key=self.public_key
+        )
+        self.platform_version = registered_version or version
+        if not self.registered.is_set():
+            log.info("manager registered", platform_version=self.platform_version, manager_id=self.manager_id)
+        self.registered.set()
+
+    async def reconcile_loop(self, stop: asyncio.Event) -> None:
+        while not self.registered.is_set():
+            waiter = asyncio.ensure_future(self.registered.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if stop.is_set():
+                return
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                # The stop event is only looked at between passes: an in-flight pass finishes.
+                result = await self.reconcile_once()
+                if result.report.outcomes:
+                    log.debug(
+                        "reconcile pass done",
+                        actions=len(result.report.outcomes),
+                        failures=len(result.report.failures),
+                        duration=round(result.duration, 3),
+                    )
+            except PlatformError as exc:
+                log.warning("reconcile skipped: platform unavailable; nothing removed", error=str(exc))
+            except OrchestratorError as exc:
+                log.warning("reconcile skipped: orchestrator unavailable", error=str(exc))
+            except ComposerError as exc:
+                log.error("reconcile pass failed", error=str(exc))
+            if await sleep_or_stop(stop, self.execute_schedule - (time.monotonic() - started)):
+                return
+
+    async def close(self) -> None:
+        await self.platform.aclose()
+        await self.orchestrator.close()
+
+
+async def run_daemon(runtimes: list[PlatformRuntime], stop: asyncio.Event) -> None:
+    """Run every platform's loops until `stop` is set; a crashed loop stops the process."""
+    tasks: list[asyncio.Task[None]] = []
+    for runtime in runtimes:
+        tasks.append(asyncio.create_task(runtime.alive_loop(stop), name=f"{runtime.kind.value}-alive"))
+        tasks.append(asyncio.create_task(runtime.reconcile_loop(stop), name=f"{runtime.kind.value}-reconcile"))
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                stop.set()
+                raise task.exception()  # type: ignore[misc]
+        await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+    finally:
+        stop.set()
+        for task in [*tasks, stopper]:
+            task.cancel()
+        for runtime in runtimes:
+            with contextlib.suppress(Exception):
+                await runtime.close()
+
+
+def build_runtime(
+    kind: PlatformKind,
+    *,
+    settings: Settings,
+    platform: Platform,
+    orchestrator: Orchestrator,
+    private_key: RSAPrivateKey,
+) -> PlatformRuntime:
+    platform_settings: PlatformSettings = getattr(settings, kind.value)
+    return PlatformRuntime(
+        kind=kind,
+        platform=platform,
+        orchestrator=orchestrator,
+        settings=platform_settings,
+        manager_id=settings.manager.id,
+        manager_name=settings.manager.name,
+        private_key=private_key,
+        execute_schedule=settings.manager.execute_schedule,
+        ping_alive_schedule=settings.manager.ping_alive_schedule,
+        health_interval=settings.manager.health_interval,
+        max_concurrency=settings.manager.max_concurrent_actions,
+        logs_tail=settings.manager.logs_tail,
+    )

@@ -1,0 +1,1 @@
+"""Orchestrators (Docker first; Swarm, Portainer, Kubernetes later) behind one protocol."""

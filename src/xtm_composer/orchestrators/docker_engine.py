@@ -1,0 +1,256 @@
+"""Docker orchestrator (docker-py): one container per connector.
+
+Engine calls are blocking, so each runs in a worker thread. Observation is bulk: one
+`GET /containers/json` filtered on our manager label per pass; the config hash comes from a
+label we add, or — for containers made by the Rust composer — from their env, read once per
+container id (a container's env never changes) and cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests
+
+from xtm_composer.domain import HASH_KEY, LABEL_MANAGER, Health, Workload, WorkloadSpec, WorkloadState
+from xtm_composer.errors import (
+    ImagePullError,
+    OrchestratorError,
+    OrchestratorUnavailable,
+    WorkloadConflict,
+    WorkloadNotFound,
+)
+from xtm_composer.observability import get_logger
+from xtm_composer.orchestrators.health import health_from_state
+from xtm_composer.orchestrators.specs import split_env_line
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+# Our own label with the hash, so a steady pass never needs to inspect containers.
+LABEL_CONFIG_HASH = "opencti-config-hash"
+STOP_TIMEOUT_SECONDS = 10
+# Crashes are restarted (and counted in RestartCount) by the engine; a clean exit stays down.
+RESTART_POLICY = {"Name": "on-failure", "MaximumRetryCount": 0}
+
+_STATES = {
+    "running": WorkloadState.RUNNING,
+    "restarting": WorkloadState.RESTARTING,
+    "created": WorkloadState.CREATED,
+    "exited": WorkloadState.EXITED,
+    "paused": WorkloadState.PAUSED,
+    "dead": WorkloadState.DEAD,
+    "removing": WorkloadState.EXITED,
+}
+
+
+class DockerOrchestrator:
+    """Runs connectors as containers on one Docker Engine."""
+
+    def __init__(self, *, client_factory: Callable[[], docker.APIClient] | None = None) -> None:
+        self._client_factory = client_factory or _api_client_from_env
+        self._client: docker.APIClient | None = None
+        self._client_lock = threading.Lock()
+        self._hash_by_container: dict[str, str | None] = {}
+        self.api_calls = 0  # every HTTP request made to the engine (for benchmarks and tests)
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _api(self) -> docker.APIClient:
+        # Built lazily and rebuilt after failures, so an engine that is down at start-up or
+        # restarted later is picked up again without restarting the composer.
+        with self._client_lock:
+            if self._client is None:
+                try:
+                    client = self._client_factory()
+                except docker.errors.DockerException as exc:
+                    raise OrchestratorUnavailable(f"Docker Engine unreachable: {exc}") from None
+                client.hooks["response"].append(self._count_call)
+                self._client = client
+            return self._client
+
+    def _count_call(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> requests.Response:
+        self.api_calls += 1
+        return response
+
+    async def _call(self, what: str, fn: Callable[[docker.APIClient], T]) -> T:
+        def run() -> T:
+            return fn(self._api())
+
+        try:
+            return await asyncio.to_thread(run)
+        except OrchestratorError:
+            raise
+        except docker.errors.NotFound as exc:
+            raise WorkloadNotFound(f"{what}: {_explain(exc)}") from None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise WorkloadConflict(f"{what}: {_explain(exc)}") from None
+            if exc.status_code is not None and exc.status_code >= 500:
+                raise OrchestratorUnavailable(f"{what}: {_explain(exc)}") from None
+            raise OrchestratorError(f"{what}: {_explain(exc)}") from None
+        except (requests.RequestException, docker.errors.DockerException, OSError) as exc:
+            self._drop_client()
+            raise OrchestratorUnavailable(f"{what}: Docker Engine unreachable ({type(exc).__name__})") from None
+
+    def _drop_client(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+
+    async def close(self) -> None:
+        self._drop_client()
+
+    # -- observation ------------------------------------------------------------------------
+    async def list_workloads(self, *, manager_id: str) -> list[Workload]:
+        rows = await self._call(
+            "list containers",
+            lambda api: api.containers(all=True, filters={"label": f"{LABEL_MANAGER}={manager_id}"}),
+        )
+        if not isinstance(rows, list):
+            raise OrchestratorUnavailable("list containers: unexpected answer from the engine")
+        unknown = [row["Id"] for row in rows if LABEL_CONFIG_HASH not in (row.get("Labels") or {})]
+        await self._learn_hashes(unknown)
+        live_ids = {row["Id"] for row in rows}
+        for stale in set(self._hash_by_container) - live_ids:
+            del self._hash_by_container[stale]
+        return [self._workload_from_row(row) for row in rows]
+
+    async def _learn_hashes(self, container_ids: list[str]) -> None:
+        for container_id in container_ids:
+            if container_id in self._hash_by_container:
+                continue
+            try:
+                info = await self._call("inspect container", lambda api, cid=container_id: api.inspect_container(cid))
+            except WorkloadNotFound:
+                continue
+            env = dict(split_env_line(line) for line in (info.get("Config") or {}).get("Env") or [])
+            self._hash_by_container[container_id] = env.get(HASH_KEY)
+
+    def _workload_from_row(self, row: dict[str, Any]) -> Workload:
+        labels = dict(row.get("Labels") or {})
+        names = row.get("Names") or []
+        name = names[0].lstrip("/") if names else row["Id"][:12]
+        config_hash = (
+            labels[LABEL_CONFIG_HASH] if LABEL_CONFIG_HASH in labels else self._hash_by_container.get(row["Id"])
+        )
+        return Workload(
+            name=name,
+            state=_STATES.get(str(row.get("State", "")).lower(), WorkloadState.UNKNOWN),
+            labels=labels,
+            config_hash=config_hash,
+            engine_id=row["Id"],
+        )
+
+    async def health(self, workload: Workload) -> Health:
+        info = await self._call(f"inspect {workload.name}", lambda api: api.inspect_container(_ref(workload)))
+        state = info.get("State") or {}
+        return health_from_state(
+            restart_count=int(info.get("RestartCount") or 0),
+            started_at=_parse_docker_time(state.get("StartedAt")),
+            now=datetime.now(UTC),
+        )
+
+    async def logs(self, workload: Workload, *, tail: int) -> list[str]:
+        raw = await self._call(
+            f"logs of {workload.name}",
+            lambda api: api.logs(_ref(workload), stdout=True, stderr=True, tail=tail, timestamps=False),
+        )
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        return [line for line in text.splitlines() if line.strip()][-tail:]
+
+    # -- actions --------------------------------------------------------------------------
+    async def deploy(self, spec: WorkloadSpec, *, start: bool) -> Workload:
+        await self._ensure_image(spec.image)
+        labels = {**spec.labels, LABEL_CONFIG_HASH: spec.config_hash}
+
+        def create(api: docker.APIClient) -> dict[str, Any]:
+            return api.create_container(
+                image=spec.image,
+                name=spec.name,
+                environment=[f"{key}={value}" for key, value in spec.env],
+                labels=labels,
+                host_config=api.create_host_config(restart_policy=RESTART_POLICY),
+            )
+
+        created = await self._call(f"create {spec.name}", create)
+        container_id = created["Id"]
+        self._hash_by_container[container_id] = spec.config_hash
+        workload = Workload(
+            name=spec.name,
+            state=WorkloadState.CREATED,
+            labels=labels,
+            config_hash=spec.config_hash,
+            engine_id=container_id,
+        )
+        if start:
+            await self.start(workload)
+        return workload
+
+    async def _ensure_image(self, image: str) -> None:
+        try:
+            await self._call(f"inspect image {image}", lambda api: api.inspect_image(image))
+            return
+        except WorkloadNotFound:
+            pass
+        repository, tag = docker.utils.parse_repository_tag(image)
+
+        def pull(api: docker.APIClient) -> None:
+            # Errors can arrive inside a 200 stream: read it to the end and look for them.
+            for event in api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+                if isinstance(event, dict) and event.get("error"):
+                    raise ImagePullError(f"pull {image}: {event['error']}")
+
+        try:
+            await self._call(f"pull {image}", pull)
+        except WorkloadNotFound as exc:
+            raise ImagePullError(str(exc)) from None
+        except OrchestratorUnavailable:
+            raise
+        except OrchestratorError as exc:
+            raise ImagePullError(str(exc)) from None
+
+    async def start(self, workload: Workload) -> None:
+        await self._call(f"start {workload.name}", lambda api: api.start(_ref(workload)))
+
+    async def stop(self, workload: Workload) -> None:
+        await self._call(f"stop {workload.name}", lambda api: api.stop(_ref(workload), timeout=STOP_TIMEOUT_SECONDS))
+
+    async def remove(self, workload: Workload) -> None:
+        try:
+            await self._call(f"remove {workload.name}", lambda api: api.remove_container(_ref(workload), force=True))
+        except WorkloadNotFound:
+            pass
+
+
+def _ref(workload: Workload) -> str:
+    return workload.engine_id or workload.name
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc)
+
+
+def _parse_docker_time(raw: Any) -> datetime | None:
+    """Docker gives RFC 3339 with nanoseconds; `0001-01-01T00:00:00Z` means never started."""
+    if not isinstance(raw, str) or not raw or raw.startswith("0001-"):
+        return None
+    text = raw.rstrip("Z")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        digits = "".join(ch for ch in frac if ch.isdigit())[:6]
+        text = f"{head}.{digits}" if digits else head
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _api_client_from_env() -> docker.APIClient:
+    return docker.APIClient(version="auto", **docker.utils.kwargs_from_env())

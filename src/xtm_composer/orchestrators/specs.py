@@ -1,0 +1,132 @@
+"""Pure builders shared by every orchestrator: workload names, labels, environment.
+
+No I/O here: these functions take connectors and return plain data, so every rule is a
+one-line table test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+
+from xtm_composer.domain import (
+    HASH_KEY,
+    LABEL_CONNECTOR_ID,
+    LABEL_MANAGER,
+    LABEL_PLATFORM,
+    Connector,
+    PlatformKind,
+    WorkloadSpec,
+)
+from xtm_composer.errors import InvalidWorkloadSpec
+
+MAX_NAME_LENGTH = 63
+SUFFIX_LENGTH = 8
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# POSIX-portable env names; Docker and Kubernetes both accept this set.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def rust_workload_name(connector_name: str) -> str:
+    """The Rust composer's rule: every non-alphanumeric character becomes `-`, then lower-case."""
+    return "".join(ch if ch.isalnum() else "-" for ch in connector_name).lower()
+
+
+def is_dns_label(name: str) -> bool:
+    return bool(_DNS_LABEL.match(name))
+
+
+def _id_suffix(connector_id: str) -> str:
+    return hashlib.sha256(connector_id.encode("utf-8")).hexdigest()[:SUFFIX_LENGTH]
+
+
+def suffixed_workload_name(connector_name: str, connector_id: str) -> str:
+    """A valid DNS label for any name: ASCII-folded, cleaned, cut, plus a short id suffix."""
+    folded = unicodedata.normalize("NFKD", connector_name).encode("ascii", "ignore").decode("ascii")
+    cleaned = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9]", "-", folded.lower())).strip("-")
+    stem = cleaned[: MAX_NAME_LENGTH - SUFFIX_LENGTH - 1].rstrip("-")
+    suffix = _id_suffix(connector_id)
+    return f"{stem}-{suffix}" if stem else f"connector-{suffix}"
+
+
+def preferred_workload_name(connector: Connector) -> str:
+    """The Rust composer's name where it is a valid DNS label (so installs can be adopted)."""
+    legacy = rust_workload_name(connector.name)
+    return legacy if is_dns_label(legacy) else suffixed_workload_name(connector.name, connector.id)
+
+
+def assign_workload_names(
+    connectors: Iterable[Connector], *, current_owner: Callable[[str], str | None]
+) -> dict[str, str]:
+    """Names for a set of connectors: deterministic, valid, and distinct per connector id.
+
+    When several connectors want the same name, the one already running under it keeps it
+    (`current_owner(name)` gives the connector id of the workload of that name, if ours); if
+    none does, the smallest id keeps it. The others get the suffixed form, unique per id.
+    """
+    wanted: dict[str, list[Connector]] = {}
+    for connector in connectors:
+        wanted.setdefault(preferred_workload_name(connector), []).append(connector)
+    names: dict[str, str] = {}
+    for name, claimants in wanted.items():
+        if len(claimants) == 1:
+            names[claimants[0].id] = name
+            continue
+        owner = current_owner(name)
+        keeper = owner if owner in {c.id for c in claimants} else min(c.id for c in claimants)
+        for connector in claimants:
+            names[connector.id] = (
+                name if connector.id == keeper else suffixed_workload_name(connector.name, connector.id)
+            )
+    return names
+
+
+def ownership_labels(*, manager_id: str, connector_id: str, platform: PlatformKind) -> dict[str, str]:
+    return {LABEL_MANAGER: manager_id, LABEL_CONNECTOR_ID: connector_id, LABEL_PLATFORM: platform.value}
+
+
+def check_env_name(name: str) -> None:
+    if not _ENV_NAME.match(name):
+        raise InvalidWorkloadSpec(f"configuration key {name!r} is not a valid environment variable name")
+
+
+def build_env(entries: Iterable[tuple[str, str]], *, config_hash: str) -> tuple[tuple[str, str], ...]:
+    """Environment for a workload: values byte-identical to the platform's, the hash last.
+
+    A key given twice keeps its last value (platform-injected entries come after stored ones).
+    """
+    env: dict[str, str] = {}
+    for key, value in entries:
+        check_env_name(key)
+        if "\x00" in value:
+            raise InvalidWorkloadSpec(f"configuration key {key!r} has a value containing a NUL byte")
+        env[key] = value
+    env.pop(HASH_KEY, None)
+    env[HASH_KEY] = config_hash
+    return tuple(env.items())
+
+
+def build_spec(
+    connector: Connector,
+    *,
+    name: str,
+    env_entries: Iterable[tuple[str, str]],
+    manager_id: str,
+    platform: PlatformKind,
+) -> WorkloadSpec:
+    config_hash = connector.contract_hash or ""
+    return WorkloadSpec(
+        name=name,
+        image=connector.image,
+        env=build_env(env_entries, config_hash=config_hash),
+        labels=ownership_labels(manager_id=manager_id, connector_id=connector.id, platform=platform),
+        config_hash=config_hash,
+    )
+
+
+def split_env_line(line: str) -> tuple[str, str]:
+    """`KEY=VALUE` as engines return env: split on the first `=` only."""
+    key, _, value = line.partition("=")
+    return key, value

@@ -1,0 +1,1 @@
+"""Platform clients (OpenCTI GraphQL, later OpenAEV REST) behind one protocol."""

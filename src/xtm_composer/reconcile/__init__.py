@@ -1,0 +1,1 @@
+"""Reconciliation: a pure planner deciding actions, an executor carrying them out."""

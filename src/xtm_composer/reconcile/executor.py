@@ -1,0 +1,203 @@
+"""The executor: carries out a plan against a platform and an orchestrator.
+
+Phases keep the order safe without serialising connectors: removals first (they may free a
+name another connector needs), then workload changes, then reports. Inside a phase actions
+run concurrently under a semaphore. Each action is isolated: its failure is logged with the
+connector's id and name, counted in that connector's memory (backoff), and never stops the
+others. Secrets are decrypted only here, only for a deploy or recreate, and dropped after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from xtm_composer.crypto import decrypt_value
+from xtm_composer.domain import Connector, PlatformKind
+from xtm_composer.errors import ComposerError, DecryptionError, WorkloadConflict
+from xtm_composer.observability import get_logger
+from xtm_composer.orchestrators.base import Orchestrator
+from xtm_composer.orchestrators.specs import build_spec
+from xtm_composer.platforms.base import Platform
+from xtm_composer.reconcile.actions import (
+    Action,
+    Deploy,
+    Recreate,
+    Remove,
+    ReportHealth,
+    ReportLogs,
+    ReportStatus,
+    Start,
+    Stop,
+    connector_id_of,
+    describe,
+)
+from xtm_composer.reconcile.memory import ConnectorMemory
+from xtm_composer.reconcile.planner import Plan
+
+log = get_logger(__name__)
+
+_PHASES: tuple[tuple[type, ...], ...] = (
+    (Remove,),
+    (Deploy, Recreate, Start, Stop),
+    (ReportStatus, ReportHealth, ReportLogs),
+)
+
+
+@dataclass(slots=True)
+class ActionOutcome:
+    action: Action
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
+class PassReport:
+    outcomes: list[ActionOutcome] = field(default_factory=list)
+    decryptions: int = 0
+
+    @property
+    def failures(self) -> list[ActionOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        platform: Platform,
+        orchestrator: Orchestrator,
+        private_key: RSAPrivateKey,
+        manager_id: str,
+        platform_kind: PlatformKind,
+        memory: MutableMapping[str, ConnectorMemory],
+        clock: Callable[[], float],
+        max_concurrency: int = 4,
+        logs_tail: int = 100,
+    ) -> None:
+        self._platform = platform
+        self._orchestrator = orchestrator
+        self._key = private_key
+        self._manager_id = manager_id
+        self._platform_kind = platform_kind
+        self._memory = memory
+        self._clock = clock
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._logs_tail = logs_tail
+
+    async def run(self, plan: Plan) -> PassReport:
+        report = PassReport()
+        for phase in _PHASES:
+            batch = [a for a in plan.actions if isinstance(a, phase)]
+            if batch:
+                report.outcomes.extend(await asyncio.gather(*(self._guarded(a, report) for a in batch)))
+        return report
+
+    async def _guarded(self, action: Action, report: PassReport) -> ActionOutcome:
+        connector_id = connector_id_of(action)
+        name = action.workload.name if isinstance(action, Remove) else action.connector.name
+        bound = structlog.contextvars.bound_contextvars(
+            platform=self._platform_kind.value, connector_id=connector_id, connector_name=name, action=action.kind
+        )
+        async with self._semaphore:
+            with bound:
+                try:
+                    await self._run_one(action, report)
+                except ComposerError as exc:
+                    return self._failed(action, connector_id, str(exc), level="error")
+                except Exception as exc:  # an unexpected bug in one action must not stop the others
+                    log.exception("action crashed", description=describe(action))
+                    return self._failed(action, connector_id, f"{type(exc).__name__}: {exc}", level=None)
+        if connector_id is not None and not isinstance(action, Remove):
+            self._memory_of(connector_id).record_success()
+        return ActionOutcome(action)
+
+    def _failed(self, action: Action, connector_id: str | None, error: str, *, level: str | None) -> ActionOutcome:
+        if level:
+            log.error("action failed", description=describe(action), error=error)
+        if connector_id is not None:
+            self._memory_of(connector_id).record_failure(error, now=self._clock())
+        return ActionOutcome(action, error=error)
+
+    def _memory_of(self, connector_id: str) -> ConnectorMemory:
+        return self._memory.setdefault(connector_id, ConnectorMemory())
+
+    async def _run_one(self, action: Action, report: PassReport) -> None:
+        match action:
+            case Remove(workload=workload, reason=reason):
+                log.warning("removing workload", workload=workload.name, reason=reason)
+                await self._orchestrator.remove(workload)
+            case Deploy(connector=connector, name=name, start=start):
+                spec = self._spec(connector, name, report)
+                try:
+                    await self._orchestrator.deploy(spec, start=start)
+                except WorkloadConflict as exc:
+                    raise WorkloadConflict(
+                        f"name collision: {name} is already used by a workload that is not this connector's; "
+                        f"left untouched ({exc})"
+                    ) from None
+                log.info("workload deployed", workload=name, started=start)
+                if start:
+                    self._memory_of(connector.id).health_wanted = True
+            case Recreate(connector=connector, name=name, old=old, start=start):
+                spec = self._spec(connector, name, report)  # decrypt before removing anything
+                await self._orchestrator.remove(old)
+                await self._orchestrator.deploy(spec, start=start)
+                log.info("workload recreated", workload=name, started=start)
+                if start:
+                    self._memory_of(connector.id).health_wanted = True
+            case Start(connector=connector, workload=workload):
+                await self._orchestrator.start(workload)
+                log.info("workload started", workload=workload.name)
+                self._memory_of(connector.id).health_wanted = True
+            case Stop(workload=workload):
+                await self._orchestrator.stop(workload)
+                log.info("workload stopped", workload=workload.name)
+            case ReportStatus(connector=connector, status=status):
+                await self._platform.report_status(connector.id, status)
+                log.info("status reported", status=status.value)
+            case ReportHealth(connector=connector, workload=workload):
+                health = await self._orchestrator.health(workload)
+                await self._platform.report_health(connector.id, health)
+                mem = self._memory_of(connector.id)
+                mem.last_health_at = self._clock()
+                mem.health_wanted = False
+                if health.is_in_reboot_loop:
+                    log.warning("connector in a reboot loop", restart_count=health.restart_count)
+            case ReportLogs(connector=connector, workload=workload):
+                lines = await self._orchestrator.logs(workload, tail=self._logs_tail)
+                mem = self._memory_of(connector.id)
+                digest = hash(tuple(lines))
+                if digest != mem.last_logs_digest:  # unchanged logs are not sent again
+                    await self._platform.report_logs(connector.id, lines)
+                    mem.last_logs_digest = digest
+                mem.last_logs_at = self._clock()
+
+    def _spec(self, connector: Connector, name: str, report: PassReport):  # type: ignore[no-untyped-def]
+        entries = list(self._decrypted_entries(connector, report))
+        return build_spec(
+            connector, name=name, env_entries=entries, manager_id=self._manager_id, platform=self._platform_kind
+        )
+
+    def _decrypted_entries(self, connector: Connector, report: PassReport) -> Iterable[tuple[str, str]]:
+        entries: list[tuple[str, str]] = []
+        for entry in connector.config:
+            if not entry.encrypted:
+                entries.append((entry.key, entry.value))
+                continue
+            report.decryptions += 1
+            try:
+                entries.append((entry.key, decrypt_value(entry.value, self._key)))
+            except DecryptionError as exc:
+                raise DecryptionError(
+                    f"cannot decrypt configuration key {entry.key} of connector {connector.name!r} "
+                    f"({connector.id}) with the composer's private key: {exc}; not deployed"
+                ) from None
+        return entries

@@ -1,0 +1,186 @@
+"""The planner's rules, one table row each: pure inputs in, actions out, no fakes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from xtm_composer.domain import (
+    LABEL_CONNECTOR_ID,
+    LABEL_MANAGER,
+    LABEL_PLATFORM,
+    Connector,
+    ConnectorList,
+    CurrentStatus,
+    PlatformKind,
+    RequestedStatus,
+    Workload,
+    WorkloadState,
+)
+from xtm_composer.reconcile.actions import (
+    Deploy,
+    Recreate,
+    Remove,
+    ReportHealth,
+    ReportLogs,
+    ReportStatus,
+    Start,
+    Stop,
+)
+from xtm_composer.reconcile.memory import ConnectorMemory
+from xtm_composer.reconcile.planner import PlanContext, plan
+
+MANAGER = "mgr-1"
+CTX = PlanContext(manager_id=MANAGER, platform=PlatformKind.OPENCTI, logs_interval=10, health_interval=30)
+NOW = 1000.0
+
+
+def connector(
+    cid: str = "c1",
+    *,
+    name: str = "Abuse.ch URLhaus",
+    requested: RequestedStatus = RequestedStatus.STARTING,
+    current: CurrentStatus | None = CurrentStatus.STARTED,
+    hash_: str | None = "h1",
+) -> Connector:
+    return Connector(
+        id=cid, name=name, image="img:1", contract_hash=hash_, requested_status=requested, current_status=current
+    )
+
+
+def workload(
+    cid: str | None = "c1",
+    *,
+    name: str = "abuse-ch-urlhaus",
+    state: WorkloadState = WorkloadState.RUNNING,
+    hash_: str | None = "h1",
+    manager: str | None = MANAGER,
+    platform: str | None = "opencti",
+) -> Workload:
+    labels = {}
+    if manager is not None:
+        labels[LABEL_MANAGER] = manager
+    if cid is not None:
+        labels[LABEL_CONNECTOR_ID] = cid
+    if platform is not None:
+        labels[LABEL_PLATFORM] = platform
+    return Workload(name=name, state=state, labels=labels, config_hash=hash_, engine_id=f"id-{name}")
+
+
+def steady_memory(cid: str = "c1") -> dict[str, ConnectorMemory]:
+    return {cid: ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=True)}
+
+
+def kinds(actions) -> list[str]:
+    return sorted(a.kind for a in actions)
+
+
+def run(connectors, workloads, memory=None, *, complete=True, unparsed=frozenset()):
+    desired = ConnectorList(connectors=tuple(connectors), unparsed_ids=frozenset(unparsed), complete=complete)
+    return plan(desired, workloads, memory=memory or {}, now=NOW, ctx=CTX).actions
+
+
+CASES = [
+    # (rule, connectors, workloads, memory, expected action kinds)
+    ("missing workload is deployed and reported stopped", [connector(current=None)], [], None,
+     ["deploy", "report-status"]),
+    ("missing workload of a stopped connector is deployed without start",
+     [connector(requested=RequestedStatus.STOPPING, current=CurrentStatus.STOPPED)], [], None, ["deploy"]),
+    ("requested starting but exited is started", [connector(current=CurrentStatus.STOPPED)],
+     [workload(state=WorkloadState.EXITED)], {"c1": ConnectorMemory(last_logs_at=NOW - 1)}, ["start"]),
+    ("requested stopping but running is stopped", [connector(requested=RequestedStatus.STOPPING)],
+     [workload()], steady_memory(), ["stop"]),
+    ("hash change recreates", [connector(hash_="h2")], [workload(hash_="h1")], steady_memory(), ["recreate"]),
+    ("a workload without hash counts as changed", [connector()], [workload(hash_=None)], steady_memory(),
+     ["recreate"]),
+    ("steady running connector does nothing", [connector()], [workload()], steady_memory(), []),
+    ("status reported only when it differs", [connector(current=CurrentStatus.STOPPED)], [workload()],
+     steady_memory(), ["report-status"]),
+    ("never reported status is reported", [connector(current=None)], [workload()], steady_memory(),
+     ["report-status"]),
+    ("health right after a start", [connector()], [workload()],
+     {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=True, health_wanted=True)},
+     ["report-health"]),
+    ("health when first seen up", [connector()], [workload()],
+     {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=False)}, ["report-health"]),
+    ("health every 30 s while running", [connector()], [workload()],
+     {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 30, was_up=True)}, ["report-health"]),
+    ("no health 29 s after the last", [connector()], [workload()],
+     {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 29, was_up=True)}, []),
+    ("logs every logs_schedule", [connector()], [workload()],
+     {"c1": ConnectorMemory(last_logs_at=NOW - 10, last_health_at=NOW - 1, was_up=True)}, ["report-logs"]),
+    ("final logs once right after it went down", [connector(requested=RequestedStatus.STOPPING,
+     current=CurrentStatus.STOPPED)], [workload(state=WorkloadState.EXITED)],
+     {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=True)}, ["report-logs"]),
+    ("no logs for a workload that stays down", [connector(requested=RequestedStatus.STOPPING,
+     current=CurrentStatus.STOPPED)], [workload(state=WorkloadState.EXITED)],
+     {"c1": ConnectorMemory(last_logs_at=NOW - 100, was_up=False)}, []),
+    ("orphan with our label is removed", [], [workload()], None, ["remove"]),
+    ("orphan of the other platform is left alone", [], [workload(platform="openaev")], None, []),
+    ("workload without platform label belongs to the listing platform", [connector()],
+     [workload(platform=None)], steady_memory(), []),
+    ("orphan without platform label is removed", [], [workload(platform=None)], None, ["remove"]),
+    ("workload without our manager label is never touched", [], [workload(manager="someone-else")], None, []),
+    ("workload without any label is never touched", [], [workload(cid=None, manager=None, platform=None)],
+     None, []),
+    ("rename removes the stale workload and deploys the new name", [connector(name="URLhaus v2")],
+     [workload(name="abuse-ch-urlhaus")], steady_memory(), ["deploy", "remove", "report-status"]),
+    ("restarting counts as up: nothing to do", [connector()], [workload(state=WorkloadState.RESTARTING)],
+     steady_memory(), []),
+]
+
+
+@pytest.mark.parametrize(("rule", "connectors", "workloads", "memory", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_planner_rule(rule, connectors, workloads, memory, expected):
+    assert kinds(run(connectors, workloads, memory)) == sorted(expected)
+
+
+def test_incomplete_list_removes_nothing():
+    assert run([], [workload()], complete=False) == ()
+
+
+def test_unparsed_connector_keeps_its_workload():
+    assert run([], [workload()], unparsed={"c1"}) == ()
+
+
+def test_workloads_of_connectors_in_backoff_are_not_changed_but_still_reported():
+    memory = {"c1": ConnectorMemory(backoff_until=NOW + 50, failures=3, was_up=True, last_logs_at=NOW - 1,
+                                    last_health_at=NOW - 1)}
+    actions = run([connector(hash_="new", current=CurrentStatus.STOPPED)], [workload(hash_="old")], memory)
+    assert kinds(actions) == ["report-status"]
+
+
+def test_two_connectors_whose_names_collapse_get_distinct_names():
+    a, b = connector("aaa", name="Foo Bar"), connector("bbb", name="foo-bar")
+    actions = run([a, b], [])
+    names = sorted(x.name for x in actions if isinstance(x, Deploy))
+    assert names[0] == "foo-bar" and names[1].startswith("foo-bar-") and len(set(names)) == 2
+
+
+def test_the_connector_already_running_under_a_contested_name_keeps_it():
+    a, b = connector("zzz", name="Foo Bar"), connector("aaa", name="foo-bar")
+    actions = run([a, b], [workload("zzz", name="foo-bar")], steady_memory("zzz"))
+    deploys = [x for x in actions if isinstance(x, Deploy)]
+    assert [d.connector.id for d in deploys] == ["aaa"] and deploys[0].name != "foo-bar"
+    assert not [x for x in actions if isinstance(x, (Remove, Recreate))]
+
+
+def test_recreate_keeps_requested_start_and_the_old_workload():
+    old = workload(hash_="h0")
+    (action,) = run([connector()], [old], steady_memory())
+    assert isinstance(action, Recreate) and action.old == old and action.start is True
+
+
+def test_start_and_stop_target_the_observed_workload():
+    w = workload(state=WorkloadState.EXITED)
+    (start,) = run([connector(current=CurrentStatus.STOPPED)], [w], {"c1": ConnectorMemory(last_logs_at=NOW)})
+    assert start.workload is w
+    (stop,) = run([connector(requested=RequestedStatus.STOPPING)], [workload()], steady_memory())
+    assert isinstance(stop, Stop)
+
+
+def test_report_actions_carry_the_observed_status():
+    (status,) = run([replace(connector(), current_status=CurrentStatus.STOPPED)], [workload()], steady_memory())
+    assert isinstance(status, ReportStatus) and status.status is CurrentStatus.STARTED
+    assert not isinstance(status, (ReportHealth, ReportLogs))
