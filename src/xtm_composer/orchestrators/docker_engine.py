@@ -202,19 +202,16 @@ class DockerOrchestrator:
         repository, tag = docker.utils.parse_repository_tag(image)
 
         def pull(api: docker.APIClient) -> None:
-            # Errors can arrive inside a 200 stream: read it to the end and look for them.
-            for event in api.pull(repository, tag=tag or "latest", stream=True, decode=True):
-                if isinstance(event, dict) and event.get("error"):
-                    raise ImagePullError(f"pull {image}: {event['error']}")
+            # An answer from the engine, even a 5xx, is the pull failing (registry, auth, name),
+            # not the engine being down. Errors can also arrive inside a 200 stream.
+            try:
+                for event in api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+                    if isinstance(event, dict) and event.get("error"):
+                        raise ImagePullError(f"pull {image}: {event['error']}")
+            except docker.errors.APIError as exc:
+                raise ImagePullError(f"pull {image}: {_explain(exc)}") from None
 
-        try:
-            await self._call(f"pull {image}", pull)
-        except WorkloadNotFound as exc:
-            raise ImagePullError(str(exc)) from None
-        except OrchestratorUnavailable:
-            raise
-        except OrchestratorError as exc:
-            raise ImagePullError(str(exc)) from None
+        await self._call(f"pull {image}", pull)
 
     async def start(self, workload: Workload) -> None:
         await self._call(f"start {workload.name}", lambda api: api.start(_ref(workload)))
