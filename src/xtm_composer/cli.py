@@ -94,6 +94,20 @@ def keygen(
 
 
 @app.command()
+def demo(
+    duration: Annotated[float, typer.Option("--duration", help="Stop after this many seconds (0: until Ctrl-C).")] = 0,
+    story: Annotated[bool, typer.Option("--story/--no-story", help="Play admin actions while it runs.")] = True,
+) -> None:
+    """Run the composer against a seeded platform emulator on the local Docker Engine, with a live table."""
+    from xtm_composer.demo import run_demo
+
+    try:
+        run_demo(duration=duration, story=story)
+    except ComposerError as exc:
+        fail(str(exc), code=1)
+
+
+@app.command()
 def version() -> None:
     """Print the composer version."""
     typer.echo(__version__)
