@@ -45,15 +45,23 @@ def test_layers_apply_in_order_default_then_env_file_then_env_vars(tmp_path):
         ({"OPENCTI__ENABLE": "false"}, lambda s: s.opencti.enable is False),
         ({"OPENCTI__ENABLE": "true", "OPENCTI__TOKEN": "x"}, lambda s: s.opencti.enable is True),
         ({"OPENCTI__DAEMON__SELECTOR": "docker"}, lambda s: s.opencti.daemon.selector == "docker"),
-        ({"OPENCTI__DAEMON__DOCKER__DNS": '["1.1.1.1","8.8.8.8"]'},
-         lambda s: s.opencti.daemon.docker.dns == ["1.1.1.1", "8.8.8.8"]),
-        ({"OPENCTI__DAEMON__DOCKER__SYSCTLS": '{"net.core.somaxconn": "1024"}'},
-         lambda s: s.opencti.daemon.docker.sysctls == {"net.core.somaxconn": "1024"}),
-        ({"OPENCTI__HTTPS_PROXY_CA__10": "k", "OPENCTI__HTTPS_PROXY_CA__2": "c", "OPENCTI__HTTPS_PROXY_CA__0": "a"},
-         lambda s: s.opencti.https_proxy_ca == ["a", "c", "k"]),
+        (
+            {"OPENCTI__DAEMON__DOCKER__DNS": '["1.1.1.1","8.8.8.8"]'},
+            lambda s: s.opencti.daemon.docker.dns == ["1.1.1.1", "8.8.8.8"],
+        ),
+        (
+            {"OPENCTI__DAEMON__DOCKER__SYSCTLS": '{"net.core.somaxconn": "1024"}'},
+            lambda s: s.opencti.daemon.docker.sysctls == {"net.core.somaxconn": "1024"},
+        ),
+        (
+            {"OPENCTI__HTTPS_PROXY_CA__10": "k", "OPENCTI__HTTPS_PROXY_CA__2": "c", "OPENCTI__HTTPS_PROXY_CA__0": "a"},
+            lambda s: s.opencti.https_proxy_ca == ["a", "c", "k"],
+        ),
         ({"manager__logger__level": "DEBUG"}, lambda s: s.manager.logger.level == "debug"),
-        ({"MANAGER__CREDENTIALS_KEY": "-----BEGIN PRIVATE KEY-----\\nAAA\\n-----END PRIVATE KEY-----"},
-         lambda s: s.manager.credentials_key.startswith("-----BEGIN")),
+        (
+            {"MANAGER__CREDENTIALS_KEY": "-----BEGIN PRIVATE KEY-----\\nAAA\\n-----END PRIVATE KEY-----"},
+            lambda s: s.manager.credentials_key.startswith("-----BEGIN"),
+        ),
     ],
 )
 def test_environment_variables_nest_with_double_underscores(tmp_path, env, check):
@@ -87,7 +95,9 @@ def test_bad_configuration_is_one_error_naming_the_key(tmp_path, env, files, key
 def test_cli_run_with_bad_configuration_prints_one_line_and_exits_non_zero(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "xtm_composer", "run", "--config-dir", str(tmp_path)],
-        capture_output=True, text=True, env={"MANAGER__ID": "m", "OPENCTI__DAEMON__SELECTOR": "nomad", "PATH": ""},
+        capture_output=True,
+        text=True,
+        env={"MANAGER__ID": "m", "OPENCTI__DAEMON__SELECTOR": "nomad", "PATH": ""},
         timeout=60,
     )
     assert result.returncode == 2
@@ -98,8 +108,10 @@ def test_cli_run_with_bad_configuration_prints_one_line_and_exits_non_zero(tmp_p
 def test_cli_run_without_key_says_how_to_make_one(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "xtm_composer", "run", "--config-dir", str(tmp_path)],
-        capture_output=True, text=True,
-        env={"MANAGER__ID": "m", "OPENCTI__ENABLE": "true", "OPENCTI__TOKEN": "t", "PATH": ""}, timeout=60,
+        capture_output=True,
+        text=True,
+        env={"MANAGER__ID": "m", "OPENCTI__ENABLE": "true", "OPENCTI__TOKEN": "t", "PATH": ""},
+        timeout=60,
     )
     assert result.returncode == 2
     assert "keygen" in result.stderr and len(result.stderr.strip().splitlines()) == 1

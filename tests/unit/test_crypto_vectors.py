@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from xtm_composer.crypto import decrypt_value, load_private_key, load_private_key_file, public_key_pkcs1_pem
-from xtm_composer.errors import DecryptionError
 from xtm_composer.emulator.encryption import encrypt_value, load_public_key
+from xtm_composer.errors import DecryptionError
 
 from ..paths import SHARED_VECTORS
 
@@ -44,11 +43,15 @@ def test_public_key_export_matches_the_platform_pkcs1_file(key):
     assert public_key_pkcs1_pem(key).strip() == expected.strip()
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda pem: pem.replace("\n", "\\n"),
-    lambda pem: pem.replace("\n", "\r\n"),
-    lambda pem: "  " + pem.replace("\n", "\n  "),
-], ids=["literal-backslash-n", "crlf", "indented"])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda pem: pem.replace("\n", "\\n"),
+        lambda pem: pem.replace("\n", "\r\n"),
+        lambda pem: "  " + pem.replace("\n", "\n  "),
+    ],
+    ids=["literal-backslash-n", "crlf", "indented"],
+)
 def test_key_text_mangled_by_env_values_still_loads(key, mangle):
     text = (SHARED_VECTORS / "test-key.pkcs8.pem").read_text()
     loaded = load_private_key(mangle(text), source="env")
@@ -56,7 +59,7 @@ def test_key_text_mangled_by_env_values_still_loads(key, mangle):
 
 
 @pytest.mark.parametrize("version", [1, 2])
-@pytest.mark.parametrize("plaintext", ["", "s3cr3t", "a=b=c\nline2\r\n\u00e9\u5a01\u80c1 \"q\" $X"])
+@pytest.mark.parametrize("plaintext", ["", "s3cr3t", 'a=b=c\nline2\r\n\u00e9\u5a01\u80c1 "q" $X'])
 def test_emulator_encryption_round_trips(key, version, plaintext):
     public = load_public_key(public_key_pkcs1_pem(key))
     blob = encrypt_value(plaintext, public, version=version)

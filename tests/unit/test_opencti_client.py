@@ -44,7 +44,9 @@ def graphql_error(code: str, message: str = "boom", data=None) -> httpx.Response
 
 async def test_requests_carry_the_bearer_token_and_variables():
     client, seen = client_answering(
-        lambda r: httpx.Response(200, json={"data": {"registerConnectorsManager": {"id": "m", "about_version": "6.8.3"}}})
+        lambda r: httpx.Response(
+            200, json={"data": {"registerConnectorsManager": {"id": "m", "about_version": "6.8.3"}}}
+        )
     )
     assert await client.register(manager_id="m", name="n", public_key="PEM") == "6.8.3"
     body = json.loads(seen[0].content)
@@ -58,14 +60,26 @@ async def test_requests_carry_the_bearer_token_and_variables():
     [
         (graphql_error("AUTH_REQUIRED", "You must be logged in"), PlatformAuthError, "AUTH_REQUIRED"),
         (graphql_error("FORBIDDEN_ACCESS"), PlatformAuthError, "FORBIDDEN_ACCESS"),
-        (graphql_error("UNSUPPORTED_ERROR", "Only one connector manager is supported per instance"),
-         PlatformRejected, "UNSUPPORTED_ERROR"),
-        (graphql_error("GRAPHQL_VALIDATION_FAILED", 'Cannot query field "connectorsForManagers"'),
-         PlatformUnsupported, "GRAPHQL_VALIDATION_FAILED"),
-        (httpx.Response(502, text="<html>Bad gateway</html>", headers={"content-type": "text/html"}),
-         PlatformUnavailable, None),
-        (httpx.Response(200, text="<html>login</html>", headers={"content-type": "text/html"}),
-         PlatformUnavailable, None),
+        (
+            graphql_error("UNSUPPORTED_ERROR", "Only one connector manager is supported per instance"),
+            PlatformRejected,
+            "UNSUPPORTED_ERROR",
+        ),
+        (
+            graphql_error("GRAPHQL_VALIDATION_FAILED", 'Cannot query field "connectorsForManagers"'),
+            PlatformUnsupported,
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            httpx.Response(502, text="<html>Bad gateway</html>", headers={"content-type": "text/html"}),
+            PlatformUnavailable,
+            None,
+        ),
+        (
+            httpx.Response(200, text="<html>login</html>", headers={"content-type": "text/html"}),
+            PlatformUnavailable,
+            None,
+        ),
         (httpx.Response(200, json={"data": {"connectorsForManagers": None}}), PlatformUnavailable, None),
         (httpx.Response(200, json={"data": None}), PlatformUnavailable, None),
     ],
@@ -99,8 +113,12 @@ async def test_timeouts_are_platform_unavailable():
 async def test_connectors_are_parsed_and_a_malformed_one_is_skipped_without_losing_its_id():
     items = [
         {
-            "id": "c1", "name": "MITRE", "manager_contract_hash": "h", "manager_contract_image": "img:1",
-            "manager_current_status": None, "manager_requested_status": "starting",
+            "id": "c1",
+            "name": "MITRE",
+            "manager_contract_hash": "h",
+            "manager_contract_image": "img:1",
+            "manager_current_status": None,
+            "manager_requested_status": "starting",
             "manager_contract_configuration": [
                 {"key": "A", "value": "x=y=z", "encrypted": False},
                 {"key": "B", "value": "blob", "encrypted": True},
@@ -114,8 +132,11 @@ async def test_connectors_are_parsed_and_a_malformed_one_is_skipped_without_losi
     result = await client.list_connectors(manager_id="m")
     (c1,) = result.connectors
     assert c1.requested_status is RequestedStatus.STARTING and c1.current_status is None
-    assert [(e.key, e.value, e.encrypted) for e in c1.config] == [("A", "x=y=z", False), ("B", "blob", True),
-                                                                  ("C", "", False)]
+    assert [(e.key, e.value, e.encrypted) for e in c1.config] == [
+        ("A", "x=y=z", False),
+        ("B", "blob", True),
+        ("C", "", False),
+    ]
     assert result.unparsed_ids == {"c2"} and result.complete is False
 
 
@@ -126,8 +147,9 @@ async def test_status_and_health_variables_match_the_schema_inputs(real_schema):
     from xtm_composer.domain import Health
 
     await client.report_status("c1", CurrentStatus.STARTED)
-    await client.report_health("c1", Health(restart_count=4, started_at=datetime(2026, 1, 2, tzinfo=UTC),
-                                            is_in_reboot_loop=True))
+    await client.report_health(
+        "c1", Health(restart_count=4, started_at=datetime(2026, 1, 2, tzinfo=UTC), is_in_reboot_loop=True)
+    )
     await client.report_logs("c1", ["a", "b"])
     for request in seen:
         body = json.loads(request.content)

@@ -25,7 +25,6 @@ from xtm_composer.reconcile.actions import (
     ReportHealth,
     ReportLogs,
     ReportStatus,
-    Start,
     Stop,
 )
 from xtm_composer.reconcile.memory import ConnectorMemory
@@ -83,51 +82,120 @@ def run(connectors, workloads, memory=None, *, complete=True, unparsed=frozenset
 
 CASES = [
     # (rule, connectors, workloads, memory, expected action kinds)
-    ("missing workload is deployed and reported stopped", [connector(current=None)], [], None,
-     ["deploy", "report-status"]),
-    ("missing workload of a stopped connector is deployed without start",
-     [connector(requested=RequestedStatus.STOPPING, current=CurrentStatus.STOPPED)], [], None, ["deploy"]),
-    ("requested starting but exited is started", [connector(current=CurrentStatus.STOPPED)],
-     [workload(state=WorkloadState.EXITED)], {"c1": ConnectorMemory(last_logs_at=NOW - 1)}, ["start"]),
-    ("requested stopping but running is stopped", [connector(requested=RequestedStatus.STOPPING)],
-     [workload()], steady_memory(), ["stop"]),
+    (
+        "missing workload is deployed and reported stopped",
+        [connector(current=None)],
+        [],
+        None,
+        ["deploy", "report-status"],
+    ),
+    (
+        "missing workload of a stopped connector is deployed without start",
+        [connector(requested=RequestedStatus.STOPPING, current=CurrentStatus.STOPPED)],
+        [],
+        None,
+        ["deploy"],
+    ),
+    (
+        "requested starting but exited is started",
+        [connector(current=CurrentStatus.STOPPED)],
+        [workload(state=WorkloadState.EXITED)],
+        {"c1": ConnectorMemory(last_logs_at=NOW - 1)},
+        ["start"],
+    ),
+    (
+        "requested stopping but running is stopped",
+        [connector(requested=RequestedStatus.STOPPING)],
+        [workload()],
+        steady_memory(),
+        ["stop"],
+    ),
     ("hash change recreates", [connector(hash_="h2")], [workload(hash_="h1")], steady_memory(), ["recreate"]),
-    ("a workload without hash counts as changed", [connector()], [workload(hash_=None)], steady_memory(),
-     ["recreate"]),
+    ("a workload without hash counts as changed", [connector()], [workload(hash_=None)], steady_memory(), ["recreate"]),
     ("steady running connector does nothing", [connector()], [workload()], steady_memory(), []),
-    ("status reported only when it differs", [connector(current=CurrentStatus.STOPPED)], [workload()],
-     steady_memory(), ["report-status"]),
-    ("never reported status is reported", [connector(current=None)], [workload()], steady_memory(),
-     ["report-status"]),
-    ("health right after a start", [connector()], [workload()],
-     {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=True, health_wanted=True)},
-     ["report-health"]),
-    ("health when first seen up", [connector()], [workload()],
-     {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=False)}, ["report-health"]),
-    ("health every 30 s while running", [connector()], [workload()],
-     {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 30, was_up=True)}, ["report-health"]),
-    ("no health 29 s after the last", [connector()], [workload()],
-     {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 29, was_up=True)}, []),
-    ("logs every logs_schedule", [connector()], [workload()],
-     {"c1": ConnectorMemory(last_logs_at=NOW - 10, last_health_at=NOW - 1, was_up=True)}, ["report-logs"]),
-    ("final logs once right after it went down", [connector(requested=RequestedStatus.STOPPING,
-     current=CurrentStatus.STOPPED)], [workload(state=WorkloadState.EXITED)],
-     {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=True)}, ["report-logs"]),
-    ("no logs for a workload that stays down", [connector(requested=RequestedStatus.STOPPING,
-     current=CurrentStatus.STOPPED)], [workload(state=WorkloadState.EXITED)],
-     {"c1": ConnectorMemory(last_logs_at=NOW - 100, was_up=False)}, []),
+    (
+        "status reported only when it differs",
+        [connector(current=CurrentStatus.STOPPED)],
+        [workload()],
+        steady_memory(),
+        ["report-status"],
+    ),
+    ("never reported status is reported", [connector(current=None)], [workload()], steady_memory(), ["report-status"]),
+    (
+        "health right after a start",
+        [connector()],
+        [workload()],
+        {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=True, health_wanted=True)},
+        ["report-health"],
+    ),
+    (
+        "health when first seen up",
+        [connector()],
+        [workload()],
+        {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=False)},
+        ["report-health"],
+    ),
+    (
+        "health every 30 s while running",
+        [connector()],
+        [workload()],
+        {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 30, was_up=True)},
+        ["report-health"],
+    ),
+    (
+        "no health 29 s after the last",
+        [connector()],
+        [workload()],
+        {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 29, was_up=True)},
+        [],
+    ),
+    (
+        "logs every logs_schedule",
+        [connector()],
+        [workload()],
+        {"c1": ConnectorMemory(last_logs_at=NOW - 10, last_health_at=NOW - 1, was_up=True)},
+        ["report-logs"],
+    ),
+    (
+        "final logs once right after it went down",
+        [connector(requested=RequestedStatus.STOPPING, current=CurrentStatus.STOPPED)],
+        [workload(state=WorkloadState.EXITED)],
+        {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=True)},
+        ["report-logs"],
+    ),
+    (
+        "no logs for a workload that stays down",
+        [connector(requested=RequestedStatus.STOPPING, current=CurrentStatus.STOPPED)],
+        [workload(state=WorkloadState.EXITED)],
+        {"c1": ConnectorMemory(last_logs_at=NOW - 100, was_up=False)},
+        [],
+    ),
     ("orphan with our label is removed", [], [workload()], None, ["remove"]),
     ("orphan of the other platform is left alone", [], [workload(platform="openaev")], None, []),
-    ("workload without platform label belongs to the listing platform", [connector()],
-     [workload(platform=None)], steady_memory(), []),
+    (
+        "workload without platform label belongs to the listing platform",
+        [connector()],
+        [workload(platform=None)],
+        steady_memory(),
+        [],
+    ),
     ("orphan without platform label is removed", [], [workload(platform=None)], None, ["remove"]),
     ("workload without our manager label is never touched", [], [workload(manager="someone-else")], None, []),
-    ("workload without any label is never touched", [], [workload(cid=None, manager=None, platform=None)],
-     None, []),
-    ("rename removes the stale workload and deploys the new name", [connector(name="URLhaus v2")],
-     [workload(name="abuse-ch-urlhaus")], steady_memory(), ["deploy", "remove", "report-status"]),
-    ("restarting counts as up: nothing to do", [connector()], [workload(state=WorkloadState.RESTARTING)],
-     steady_memory(), []),
+    ("workload without any label is never touched", [], [workload(cid=None, manager=None, platform=None)], None, []),
+    (
+        "rename removes the stale workload and deploys the new name",
+        [connector(name="URLhaus v2")],
+        [workload(name="abuse-ch-urlhaus")],
+        steady_memory(),
+        ["deploy", "remove", "report-status"],
+    ),
+    (
+        "restarting counts as up: nothing to do",
+        [connector()],
+        [workload(state=WorkloadState.RESTARTING)],
+        steady_memory(),
+        [],
+    ),
 ]
 
 
@@ -145,8 +213,11 @@ def test_unparsed_connector_keeps_its_workload():
 
 
 def test_workloads_of_connectors_in_backoff_are_not_changed_but_still_reported():
-    memory = {"c1": ConnectorMemory(backoff_until=NOW + 50, failures=3, was_up=True, last_logs_at=NOW - 1,
-                                    last_health_at=NOW - 1)}
+    memory = {
+        "c1": ConnectorMemory(
+            backoff_until=NOW + 50, failures=3, was_up=True, last_logs_at=NOW - 1, last_health_at=NOW - 1
+        )
+    }
     actions = run([connector(hash_="new", current=CurrentStatus.STOPPED)], [workload(hash_="old")], memory)
     assert kinds(actions) == ["report-status"]
 

@@ -18,8 +18,9 @@ from xtm_composer.orchestrators.specs import (
 
 
 def connector(name: str, cid: str = "c1") -> Connector:
-    return Connector(id=cid, name=name, image="i", contract_hash="h", requested_status=RequestedStatus.STARTING,
-                     current_status=None)
+    return Connector(
+        id=cid, name=name, image="i", contract_hash="h", requested_status=RequestedStatus.STARTING, current_status=None
+    )
 
 
 @pytest.mark.parametrize(
