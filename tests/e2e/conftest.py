@@ -91,7 +91,10 @@ def start_composer(tmp_path: Path, key_file: Path, manager_id: str) -> Iterator[
         handle = log_path.open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "xtm_composer", "run", "--config-dir", str(tmp_path / "no-config")],
-            stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
         )
         composer = Composer(process=process, log_path=log_path)
         started.append(composer)

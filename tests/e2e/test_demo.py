@@ -17,7 +17,10 @@ pytestmark = pytest.mark.engine
 def test_demo_runs_connectors_and_cleans_up(docker_client, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "xtm_composer", "demo", "--duration", "15", "--no-story"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
         env={**os.environ, "COLUMNS": "160"},
     )
     assert result.returncode == 0, result.stderr
@@ -31,7 +34,10 @@ def test_demo_runs_connectors_and_cleans_up(docker_client, tmp_path):
 def test_demo_without_engine_says_what_is_missing(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "xtm_composer", "demo", "--duration", "5"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
         env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"},
     )
     assert result.returncode == 1

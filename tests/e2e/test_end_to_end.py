@@ -16,7 +16,7 @@ from .conftest import EXECUTE_SCHEDULE, wait_until
 
 pytestmark = pytest.mark.engine
 
-SECRET = "s3cr=t\nwith ✓ \"quotes\" and = signs"
+SECRET = 's3cr=t\nwith ✓ "quotes" and = signs'
 OTHER_SECRET = "second-secret-Ω-value"
 
 
@@ -43,8 +43,11 @@ def test_connector_lifecycle_end_to_end(docker_client, demo_image, manager_id, e
         wait_until(emulator.admin.manager, timeout=20, what="registration")
         added_at = time.monotonic()
         created = emulator.admin.add_connector(
-            "Abuse.ch URLhaus", demo_image, config={"URLHAUS_INTERVAL": "a=b=c"},
-            secrets={"URLHAUS_API_KEY": SECRET}, start=True,
+            "Abuse.ch URLhaus",
+            demo_image,
+            config={"URLHAUS_INTERVAL": "a=b=c"},
+            secrets={"URLHAUS_API_KEY": SECRET},
+            start=True,
         )
         cid = created["id"]
 
@@ -62,16 +65,19 @@ def test_connector_lifecycle_end_to_end(docker_client, demo_image, manager_id, e
 
         connector = wait_until(
             lambda: (c := emulator.admin.get(cid))["current_status"] == "started" and c["logs"] and c["health"] and c,
-            timeout=15, what="started status, logs and health on the platform",
+            timeout=15,
+            what="started status, logs and health on the platform",
         )
         assert any("Starting connector" in line for line in connector["logs"])
         assert connector["health"]["restart_count"] == 0 and connector["health"]["is_in_reboot_loop"] is False
 
         emulator.admin.stop(cid)
-        wait_until(lambda: get_container(docker_client, manager_id, cid).status == "exited", timeout=20,
-                   what="container stopped")
-        wait_until(lambda: emulator.admin.get(cid)["current_status"] == "stopped", timeout=10,
-                   what="stopped reported")
+        wait_until(
+            lambda: get_container(docker_client, manager_id, cid).status == "exited",
+            timeout=20,
+            what="container stopped",
+        )
+        wait_until(lambda: emulator.admin.get(cid)["current_status"] == "stopped", timeout=10, what="stopped reported")
 
         emulator.admin.start(cid)
         old_id = wait_until(running, timeout=20, what="restart").id
@@ -99,8 +105,9 @@ def test_connector_lifecycle_end_to_end(docker_client, demo_image, manager_id, e
         foreign.remove(force=True)
 
 
-def test_undecryptable_secret_blocks_only_its_connector(docker_client, demo_image, manager_id, emulator,
-                                                        start_composer, key_file):
+def test_undecryptable_secret_blocks_only_its_connector(
+    docker_client, demo_image, manager_id, emulator, start_composer, key_file
+):
     from xtm_composer.crypto import generate_private_key
 
     # A value saved while another key was registered stays encrypted under that key (PROTOCOL.md §2).
@@ -108,12 +115,16 @@ def test_undecryptable_secret_blocks_only_its_connector(docker_client, demo_imag
     emulator.state.register_manager(manager_id, "previous install", public_key_pkcs1_pem(other_key))
     bad = emulator.admin.add_connector("Bad Secret", demo_image, secrets={"BAD_API_KEY": OTHER_SECRET}, start=True)
     composer = start_composer(emulator.server.url)
-    wait_until(lambda: "e2e composer" == (emulator.admin.manager() or {}).get("name"), timeout=20,
-               what="registration with our key")
+    wait_until(
+        lambda: (emulator.admin.manager() or {}).get("name") == "e2e composer",
+        timeout=20,
+        what="registration with our key",
+    )
     good = emulator.admin.add_connector("Good Secret", demo_image, secrets={"GOOD_API_KEY": SECRET}, start=True)
 
-    container = wait_until(lambda: get_container(docker_client, manager_id, good["id"]), timeout=20,
-                           what="the good connector deployed")
+    container = wait_until(
+        lambda: get_container(docker_client, manager_id, good["id"]), timeout=20, what="the good connector deployed"
+    )
     assert container_env(container)["GOOD_API_KEY"] == SECRET
     time.sleep(2 * EXECUTE_SCHEDULE)
     assert get_container(docker_client, manager_id, bad["id"]) is None
@@ -124,14 +135,16 @@ def test_undecryptable_secret_blocks_only_its_connector(docker_client, demo_imag
     assert OTHER_SECRET not in log and SECRET not in log
 
 
-def test_platform_outage_removes_nothing_and_the_composer_registers_again(docker_client, demo_image, manager_id,
-                                                                           emulator, start_composer):
+def test_platform_outage_removes_nothing_and_the_composer_registers_again(
+    docker_client, demo_image, manager_id, emulator, start_composer
+):
     composer = start_composer(emulator.server.url)
     wait_until(emulator.admin.manager, timeout=20, what="registration")
     cid = emulator.admin.add_connector("Outage Survivor", demo_image, start=True)["id"]
     container = wait_until(
         lambda: (c := get_container(docker_client, manager_id, cid)) is not None and c.status == "running" and c,
-        timeout=20, what="deployed",
+        timeout=20,
+        what="deployed",
     )
 
     emulator.admin.set_platform(outage=True)  # 502 with an HTML body, like a proxy in front of a down platform
@@ -147,8 +160,11 @@ def test_platform_outage_removes_nothing_and_the_composer_registers_again(docker
     emulator.server.start()
     wait_until(emulator.admin.manager, timeout=30, what="registration again")
     emulator.admin.stop(cid)
-    wait_until(lambda: get_container(docker_client, manager_id, cid).status == "exited", timeout=20,
-               what="the composer carries on")
+    wait_until(
+        lambda: get_container(docker_client, manager_id, cid).status == "exited",
+        timeout=20,
+        what="the composer carries on",
+    )
     assert get_container(docker_client, manager_id, cid).id == container.id
     assert emulator.state.stats().get("registerConnectorsManager", 0) > registrations_before
     assert emulator.state.stats().get("updateConnectorManagerStatus", 0) > 0

@@ -85,11 +85,12 @@ async def test_steady_listing_is_one_engine_call_whatever_the_number_of_containe
     assert len(workloads) == 5 and orchestrator.api_calls - before == 1
 
 
-async def test_hash_of_a_container_made_by_another_composer_is_read_from_its_env(docker_client, demo_image,
-                                                                                manager_id):
+async def test_hash_of_a_container_made_by_another_composer_is_read_from_its_env(docker_client, demo_image, manager_id):
     name = f"{manager_id}-legacy"
     docker_client.containers.create(
-        demo_image, name=name, environment=[f"{HASH_KEY}=legacy-hash", "X=1"],
+        demo_image,
+        name=name,
+        environment=[f"{HASH_KEY}=legacy-hash", "X=1"],
         labels={LABEL_MANAGER: manager_id, "opencti-connector-id": "c9"},
     )
     orchestrator = DockerOrchestrator()
@@ -114,8 +115,9 @@ async def test_crashing_container_is_restarted_by_the_engine_and_seen_as_a_reboo
     assert health.restart_count > 3
 
 
-async def test_name_taken_by_a_foreign_container_is_a_conflict_and_it_is_left_alone(docker_client, demo_image,
-                                                                                  manager_id):
+async def test_name_taken_by_a_foreign_container_is_a_conflict_and_it_is_left_alone(
+    docker_client, demo_image, manager_id
+):
     name = f"{manager_id}-taken"
     foreign = docker_client.containers.create(demo_image, name=name, labels={"owner": "someone-else"})
     try:
@@ -138,7 +140,8 @@ async def test_missing_image_that_cannot_be_pulled_is_an_image_pull_error(manage
 async def test_engine_unreachable_is_orchestrator_unavailable_and_recovers():
     from xtm_composer.errors import OrchestratorUnavailable
 
-    broken = DockerOrchestrator(client_factory=lambda: docker.APIClient(base_url="unix:///nonexistent.sock",
-                                                                        version="1.41"))
+    broken = DockerOrchestrator(
+        client_factory=lambda: docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    )
     with pytest.raises(OrchestratorUnavailable):
         await broken.list_workloads(manager_id="x")

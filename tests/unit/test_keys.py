@@ -41,7 +41,7 @@ def test_missing_key_is_a_configuration_error_that_says_how_to_make_one():
 
 
 def test_unreadable_key_file_is_a_key_error_naming_the_file(tmp_path):
-    with pytest.raises(CredentialsKeyError, match="missing.pem"):
+    with pytest.raises(CredentialsKeyError, match=r"missing\.pem"):
         load_manager_key(ManagerSettings(id="m", credentials_key_filepath=tmp_path / "missing.pem"))
 
 
