@@ -31,7 +31,10 @@ def ours(client: docker.DockerClient, manager_id: str) -> list:
 def get_container(client: docker.DockerClient, manager_id: str, connector_id: str):
     for container in ours(client, manager_id):
         if container.labels.get(LABEL_CONNECTOR_ID) == connector_id:
-            container.reload()
+            try:
+                container.reload()
+            except docker.errors.NotFound:  # removed between the list and the reload (recreation)
+                continue
             return container
     return None
 
