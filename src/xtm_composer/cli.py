@@ -108,6 +108,17 @@ def demo(
 
 
 @app.command()
+def check(config_dir: ConfigDir = None) -> None:
+    """Check configuration, key, platform and orchestrator; print the fix for each failure. Changes nothing."""
+    from xtm_composer.config.settings import LoggerSettings
+    from xtm_composer.doctor import print_report, run_checks
+
+    configure_logging(LoggerSettings(console=False))  # the report says it all; log lines would repeat it
+    ok = print_report(run_checks(config_dir), typer.echo)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
 def version() -> None:
     """Print the composer version."""
     typer.echo(__version__)

@@ -42,6 +42,10 @@ def load_private_key(pem_text: str, *, source: str) -> rsa.RSAPrivateKey:
 
     `source` names where the key came from, for error messages (never the key itself).
     """
+    if "PUBLIC KEY-----" in pem_text and "PRIVATE KEY-----" not in pem_text:
+        raise CredentialsKeyError(
+            f"{source}: this is a public key; the composer needs the private key (it publishes the public one itself)"
+        )
     try:
         key = serialization.load_pem_private_key(normalise_pem(pem_text), password=None)
     except TypeError as exc:  # encrypted key without password

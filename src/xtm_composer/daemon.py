@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from xtm_composer.config.settings import PlatformSettings, Settings
+from xtm_composer.config.settings import DebugSettings, PlatformSettings, Settings
 from xtm_composer.crypto import public_key_pkcs1_pem, public_key_spki_pem
 from xtm_composer.domain import PlatformKind
 from xtm_composer.errors import ComposerError, OrchestratorError, PlatformError, PlatformRejected, PlatformUnsupported
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.base import Orchestrator
 from xtm_composer.platforms.base import Platform
+from xtm_composer.proxy import ProxyConfig, build_proxy_config
 from xtm_composer.reconcile.executor import Executor, PassReport
 from xtm_composer.reconcile.memory import ConnectorMemory
 from xtm_composer.reconcile.planner import Plan, PlanContext, plan
@@ -65,6 +66,8 @@ class PlatformRuntime:
     max_concurrency: int = 4
     logs_tail: int = 100
     clock: Callable[[], float] = time.monotonic
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    debug: DebugSettings = field(default_factory=DebugSettings)
     memory: dict[str, ConnectorMemory] = field(default_factory=dict)
     registered: asyncio.Event = field(default_factory=asyncio.Event)
     platform_version: str | None = None
@@ -103,6 +106,8 @@ class PlatformRuntime:
             clock=self.clock,
             max_concurrency=self.max_concurrency,
             logs_tail=self.logs_tail,
+            proxy=self.proxy,
+            debug=self.debug,
         )
         report = await executor.run(current_plan)
         for connector_id, up in current_plan.observed_up.items():
@@ -224,6 +229,7 @@ def build_runtime(
     platform: Platform,
     orchestrator: Orchestrator,
     private_key: RSAPrivateKey,
+    proxy: ProxyConfig | None = None,
 ) -> PlatformRuntime:
     platform_settings: PlatformSettings = getattr(settings, kind.value)
     return PlatformRuntime(
@@ -239,4 +245,6 @@ def build_runtime(
         health_interval=settings.manager.health_interval,
         max_concurrency=settings.manager.max_concurrent_actions,
         logs_tail=settings.manager.logs_tail,
+        proxy=proxy or build_proxy_config(platform_settings, platform=kind.value),
+        debug=settings.manager.debug,
     )

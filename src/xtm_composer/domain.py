@@ -134,6 +134,17 @@ class Health:
 
 
 @dataclass(frozen=True, slots=True)
+class MountedFile:
+    """A file given to a workload read-only (e.g. the proxy CA bundle)."""
+
+    path: str
+    content: str
+
+    def __repr__(self) -> str:
+        return f"MountedFile(path={self.path!r}, bytes={len(self.content)})"
+
+
+@dataclass(frozen=True, slots=True)
 class WorkloadSpec:
     """Everything needed to create one workload. Holds decrypted values: never log it."""
 
@@ -142,6 +153,7 @@ class WorkloadSpec:
     env: tuple[tuple[str, str], ...]
     labels: dict[str, str]
     config_hash: str
+    files: tuple[MountedFile, ...] = ()
 
     def __repr__(self) -> str:
         keys = [k for k, _ in self.env]

@@ -6,6 +6,7 @@
     ├── DecryptionError             one secret value could not be decrypted (never carries the value)
     ├── PlatformError
     │   ├── PlatformUnavailable     network failure, timeout, 5xx, unparsable answer: try again later
+    │   │   └── PlatformTLSError    the platform certificate is not trusted
     │   ├── PlatformRejected        the platform answered with an error (GraphQL code / HTTP 4xx)
     │   │   └── PlatformAuthError   bad or missing token, missing capability
     │   └── PlatformUnsupported     platform too old for the composer operations
@@ -44,6 +45,10 @@ class PlatformError(ComposerError):
 
 class PlatformUnavailable(PlatformError):
     """The platform could not be reached or gave an unusable answer; retry later."""
+
+
+class PlatformTLSError(PlatformUnavailable):
+    """The platform's certificate was not trusted (self-signed, unknown CA, wrong host)."""
 
 
 class PlatformRejected(PlatformError):

@@ -16,14 +16,31 @@ from xtm_composer.observability import get_logger
 log = get_logger(__name__)
 
 
+def key_file_mode_problem(path: Path) -> str | None:
+    """A sentence when the key file can be read by group or others, else None."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None  # reading it will fail with a clearer message
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return f"{path} is accessible by group or others (mode {mode:04o}); run: chmod 600 {path}"
+    return None
+
+
 def load_manager_key(manager: ManagerSettings) -> RSAPrivateKey:
     if manager.credentials_key_filepath is not None:
+        path = manager.credentials_key_filepath
         if manager.credentials_key:
             log.warning(
                 "both manager.credentials_key and manager.credentials_key_filepath are set: using the file",
-                path=str(manager.credentials_key_filepath),
+                path=str(path),
             )
-        return load_private_key_file(manager.credentials_key_filepath)
+        problem = key_file_mode_problem(path)
+        if problem and manager.strict_key_permissions:
+            raise CredentialsKeyError(f"{problem} (refused: manager.strict_key_permissions is true)")
+        if problem:
+            log.warning("private key file permissions too open", detail=problem)
+        return load_private_key_file(path)
     if manager.credentials_key:
         return load_private_key(manager.credentials_key, source="manager.credentials_key")
     raise ConfigurationError(

@@ -255,3 +255,22 @@ def test_report_actions_carry_the_observed_status():
     (status,) = run([replace(connector(), current_status=CurrentStatus.STOPPED)], [workload()], steady_memory())
     assert isinstance(status, ReportStatus) and status.status is CurrentStatus.STARTED
     assert not isinstance(status, (ReportHealth, ReportLogs))
+
+
+def test_name_held_by_another_connectors_workload_is_a_collision_not_an_action():
+    # "Foo" is listed but unusable (malformed): its workload keeps the name "foo"; a new connector
+    # whose name cleans to "foo" must not take, remove or change it.
+    actions = run([connector("new", name="FOO")], [workload("old", name="foo")], unparsed={"old"})
+    assert [a.kind for a in actions] == ["collision"]
+
+
+def test_name_freed_by_an_orphan_in_the_same_pass_is_deployed_after_the_removal():
+    actions = run([connector("new", name="foo", current=CurrentStatus.STOPPED)], [workload("gone", name="foo")])
+    assert kinds(actions) == ["deploy", "remove"]
+
+
+def test_name_freed_by_a_rename_in_the_same_pass_can_be_taken_by_another_connector():
+    a = connector("a", name="Alpha", current=CurrentStatus.STOPPED)  # was "beta", renamed to Alpha
+    b = connector("b", name="Beta", current=CurrentStatus.STOPPED)  # new connector wanting "beta"
+    actions = run([a, b], [workload("a", name="beta")])
+    assert kinds(actions) == ["deploy", "deploy", "remove"]

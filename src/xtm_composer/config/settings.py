@@ -49,6 +49,10 @@ class ManagerSettings(Section):
     max_concurrent_actions: int = Field(default=4, ge=1, le=64)
     health_interval: float = Field(default=30, gt=0, description="seconds between health reports")
     logs_tail: int = Field(default=100, ge=1, le=10_000)
+    # Where files mounted into workloads (the proxy CA bundle) are written; default
+    # /var/lib/xtm-composer as root, else ~/.local/share/xtm-composer.
+    data_directory: Path | None = None
+    strict_key_permissions: bool = False
 
     @field_validator("credentials_key", mode="before")
     @classmethod

@@ -12,12 +12,14 @@ import asyncio
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
 import requests
 
+from xtm_composer.config.settings import DockerSettings, RegistrySettings
 from xtm_composer.domain import HASH_KEY, LABEL_MANAGER, Health, Workload, WorkloadSpec, WorkloadState
 from xtm_composer.errors import (
     ImagePullError,
@@ -27,6 +29,13 @@ from xtm_composer.errors import (
     WorkloadNotFound,
 )
 from xtm_composer.observability import get_logger
+from xtm_composer.orchestrators.docker_options import (
+    ImageReference,
+    host_config_kwargs,
+    image_reference,
+    registry_auth,
+)
+from xtm_composer.orchestrators.files import MountedFileStore
 from xtm_composer.orchestrators.health import health_from_state
 from xtm_composer.orchestrators.specs import split_env_line
 
@@ -36,8 +45,6 @@ T = TypeVar("T")
 # Our own label with the hash, so a steady pass never needs to inspect containers.
 LABEL_CONFIG_HASH = "opencti-config-hash"
 STOP_TIMEOUT_SECONDS = 10
-# Crashes are restarted (and counted in RestartCount) by the engine; a clean exit stays down.
-RESTART_POLICY = {"Name": "on-failure", "MaximumRetryCount": 0}
 
 _STATES = {
     "running": WorkloadState.RUNNING,
@@ -53,7 +60,17 @@ _STATES = {
 class DockerOrchestrator:
     """Runs connectors as containers on one Docker Engine."""
 
-    def __init__(self, *, client_factory: Callable[[], docker.APIClient] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        options: DockerSettings | None = None,
+        registry: RegistrySettings | None = None,
+        files_directory: Path | None = None,
+        client_factory: Callable[[], docker.APIClient] | None = None,
+    ) -> None:
+        self._options = options or DockerSettings()
+        self._registry = registry
+        self._files = MountedFileStore(files_directory)
         self._client_factory = client_factory or _api_client_from_env
         self._client: docker.APIClient | None = None
         self._client_lock = threading.Lock()
@@ -167,16 +184,19 @@ class DockerOrchestrator:
 
     # -- actions --------------------------------------------------------------------------
     async def deploy(self, spec: WorkloadSpec, *, start: bool) -> Workload:
-        await self._ensure_image(spec.image)
+        image = image_reference(spec.image, self._registry)
+        await self._ensure_image(image)
         labels = {**spec.labels, LABEL_CONFIG_HASH: spec.config_hash}
+        sources = self._files.materialise(spec.files)
+        kwargs = host_config_kwargs(self._options, files=spec.files, file_sources=sources)
 
         def create(api: docker.APIClient) -> dict[str, Any]:
             return api.create_container(
-                image=spec.image,
+                image=str(image),
                 name=spec.name,
                 environment=[f"{key}={value}" for key, value in spec.env],
                 labels=labels,
-                host_config=api.create_host_config(restart_policy=RESTART_POLICY),
+                host_config=api.create_host_config(**kwargs),
             )
 
         created = await self._call(f"create {spec.name}", create)
@@ -193,19 +213,22 @@ class DockerOrchestrator:
             await self.start(workload)
         return workload
 
-    async def _ensure_image(self, image: str) -> None:
+    async def _ensure_image(self, image: ImageReference) -> None:
         try:
-            await self._call(f"inspect image {image}", lambda api: api.inspect_image(image))
+            await self._call(f"inspect image {image}", lambda api: api.inspect_image(str(image)))
             return
         except WorkloadNotFound:
             pass
-        repository, tag = docker.utils.parse_repository_tag(image)
+        auth = registry_auth(self._registry)
 
         def pull(api: docker.APIClient) -> None:
             # An answer from the engine, even a 5xx, is the pull failing (registry, auth, name),
             # not the engine being down. Errors can also arrive inside a 200 stream.
             try:
-                for event in api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+                stream = api.pull(
+                    image.repository, tag=image.digest or image.tag, stream=True, decode=True, auth_config=auth
+                )
+                for event in stream:
                     if isinstance(event, dict) and event.get("error"):
                         raise ImagePullError(f"pull {image}: {event['error']}")
             except docker.errors.APIError as exc:

@@ -17,6 +17,7 @@ from xtm_composer.domain import (
     LABEL_MANAGER,
     LABEL_PLATFORM,
     Connector,
+    MountedFile,
     PlatformKind,
     WorkloadSpec,
 )
@@ -115,14 +116,19 @@ def build_spec(
     env_entries: Iterable[tuple[str, str]],
     manager_id: str,
     platform: PlatformKind,
+    base_env: Iterable[tuple[str, str]] = (),
+    files: tuple[MountedFile, ...] = (),
 ) -> WorkloadSpec:
+    """The workload for a connector. `base_env` (proxy settings) comes first: the connector's own
+    configuration overrides it, and the hash, always last, overrides everything."""
     config_hash = connector.contract_hash or ""
     return WorkloadSpec(
         name=name,
         image=connector.image,
-        env=build_env(env_entries, config_hash=config_hash),
+        env=build_env([*base_env, *env_entries], config_hash=config_hash),
         labels=ownership_labels(manager_id=manager_id, connector_id=connector.id, platform=platform),
         config_hash=config_hash,
+        files=files,
     )
 
 
@@ -130,3 +136,17 @@ def split_env_line(line: str) -> tuple[str, str]:
     """`KEY=VALUE` as engines return env: split on the first `=` only."""
     key, _, value = line.partition("=")
     return key, value
+
+
+REDACTED = "***REDACTED***"
+_SENSITIVE_NAME = re.compile(r"(TOKEN|PASSWORD|PASSWD|SECRET|API_KEY|APIKEY|PRIVATE_KEY|CREDENTIAL)", re.I)
+
+
+def redacted_env(env: Iterable[tuple[str, str]], sensitive_keys: set[str], *, show_sensitive: bool) -> dict[str, str]:
+    """Env for a debug log line: values of encrypted entries and secret-looking names are masked
+    unless `show_sensitive` (manager.debug.show_sensitive_env_vars) explicitly asks for them."""
+    shown: dict[str, str] = {}
+    for key, value in env:
+        hidden = key in sensitive_keys or bool(_SENSITIVE_NAME.search(key))
+        shown[key] = value if show_sensitive or not hidden else REDACTED
+    return shown

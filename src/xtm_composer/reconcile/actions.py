@@ -72,8 +72,18 @@ class ReportLogs:
     kind = "report-logs"
 
 
+@dataclass(frozen=True, slots=True)
+class Collision:
+    """The connector's workload name is held by another connector's workload: report, never act."""
+
+    connector: Connector
+    name: str
+    holder: Workload
+    kind = "collision"
+
+
 WorkloadAction = Deploy | Recreate | Start | Stop
-Action = Deploy | Recreate | Start | Stop | Remove | ReportStatus | ReportHealth | ReportLogs
+Action = Deploy | Recreate | Start | Stop | Remove | ReportStatus | ReportHealth | ReportLogs | Collision
 
 
 def connector_id_of(action: Action) -> str | None:
@@ -99,4 +109,6 @@ def describe(action: Action) -> str:
             return f"report health of {c.name!r}"
         case ReportLogs(connector=c):
             return f"report logs of {c.name!r}"
+        case Collision(connector=c, name=name, holder=holder):
+            return f"name collision: {name} for {c.name!r} is held by connector {holder.connector_id}"
     raise AssertionError(action)

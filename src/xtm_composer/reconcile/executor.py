@@ -16,15 +16,18 @@ from dataclasses import dataclass, field
 import structlog
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from xtm_composer.config.settings import DebugSettings
 from xtm_composer.crypto import decrypt_value
-from xtm_composer.domain import Connector, PlatformKind
+from xtm_composer.domain import Connector, PlatformKind, WorkloadSpec
 from xtm_composer.errors import ComposerError, DecryptionError, WorkloadConflict
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.base import Orchestrator
-from xtm_composer.orchestrators.specs import build_spec
+from xtm_composer.orchestrators.specs import build_spec, redacted_env
 from xtm_composer.platforms.base import Platform
+from xtm_composer.proxy import ProxyConfig
 from xtm_composer.reconcile.actions import (
     Action,
+    Collision,
     Deploy,
     Recreate,
     Remove,
@@ -42,6 +45,7 @@ from xtm_composer.reconcile.planner import Plan
 log = get_logger(__name__)
 
 _PHASES: tuple[tuple[type, ...], ...] = (
+    (Collision,),
     (Remove,),
     (Deploy, Recreate, Start, Stop),
     (ReportStatus, ReportHealth, ReportLogs),
@@ -81,6 +85,8 @@ class Executor:
         clock: Callable[[], float],
         max_concurrency: int = 4,
         logs_tail: int = 100,
+        proxy: ProxyConfig | None = None,
+        debug: DebugSettings | None = None,
     ) -> None:
         self._platform = platform
         self._orchestrator = orchestrator
@@ -91,6 +97,8 @@ class Executor:
         self._clock = clock
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._logs_tail = logs_tail
+        self._proxy = proxy or ProxyConfig()
+        self._debug = debug or DebugSettings()
 
     async def run(self, plan: Plan) -> PassReport:
         report = PassReport()
@@ -131,6 +139,11 @@ class Executor:
 
     async def _run_one(self, action: Action, report: PassReport) -> None:
         match action:
+            case Collision(name=name, holder=holder):
+                raise WorkloadConflict(
+                    f"name collision: {name} is already the workload of connector {holder.connector_id}; "
+                    "left untouched (rename one of the connectors)"
+                )
             case Remove(workload=workload, reason=reason):
                 log.warning("removing workload", workload=workload.name, reason=reason)
                 await self._orchestrator.remove(workload)
@@ -180,11 +193,25 @@ class Executor:
                     mem.last_logs_digest = digest
                 mem.last_logs_at = self._clock()
 
-    def _spec(self, connector: Connector, name: str, report: PassReport):  # type: ignore[no-untyped-def]
+    def _spec(self, connector: Connector, name: str, report: PassReport) -> WorkloadSpec:
         entries = list(self._decrypted_entries(connector, report))
-        return build_spec(
-            connector, name=name, env_entries=entries, manager_id=self._manager_id, platform=self._platform_kind
+        spec = build_spec(
+            connector,
+            name=name,
+            env_entries=entries,
+            manager_id=self._manager_id,
+            platform=self._platform_kind,
+            base_env=self._proxy.workload_env,
+            files=self._proxy.workload_files(),
         )
+        if self._debug.show_env_vars:
+            sensitive = {e.key for e in connector.config if e.encrypted}
+            log.info(
+                "workload environment",
+                workload=name,
+                env=redacted_env(spec.env, sensitive, show_sensitive=self._debug.show_sensitive_env_vars),
+            )
+        return spec
 
     def _decrypted_entries(self, connector: Connector, report: PassReport) -> Iterable[tuple[str, str]]:
         entries: list[tuple[str, str]] = []

@@ -20,6 +20,7 @@ from xtm_composer.domain import (
 from xtm_composer.orchestrators.specs import assign_workload_names
 from xtm_composer.reconcile.actions import (
     Action,
+    Collision,
     Deploy,
     Recreate,
     Remove,
@@ -80,19 +81,32 @@ def plan(
         desired.connectors,
         current_owner=lambda name: by_name[name].connector_id if name in by_name else None,
     )
-    actions: list[Action] = []
+    known = {c.id for c in desired.connectors} | desired.unparsed_ids
+    orphans = [w for w in ours if w.connector_id and w.connector_id not in known] if desired.complete else []
+    # Names that this plan frees (orphans, and stale names of connectors allowed to change).
+    freed = {w.name for w in orphans}
+    for connector in desired.connectors:
+        if not memory.get(connector.id, _NO_MEMORY).in_backoff(now):
+            freed.update(w.name for w in by_connector.get(connector.id, []) if w.name != names[connector.id])
+
+    actions: list[Action] = [Remove(w, reason="connector no longer on the platform") for w in orphans]
     backing_off: dict[str, float] = {}
     observed_up: dict[str, bool] = {}
     for connector in desired.connectors:
         mem = memory.get(connector.id, _NO_MEMORY)
+        name = names[connector.id]
         if mem.in_backoff(now):
             backing_off[connector.id] = mem.backoff_until - now
-        primary = next((w for w in by_connector.get(connector.id, []) if w.name == names[connector.id]), None)
+        primary = next((w for w in by_connector.get(connector.id, []) if w.name == name), None)
         observed_up[connector.id] = primary is not None and primary.state.is_up
+        holder = by_name.get(name)
+        if primary is None and holder is not None and holder.name not in freed:
+            actions.append(Collision(connector, name=name, holder=holder))
+            continue
         actions.extend(
             _plan_connector(
                 connector,
-                names[connector.id],
+                name,
                 by_connector.get(connector.id, []),
                 mem,
                 now=now,
@@ -100,11 +114,6 @@ def plan(
                 may_change=not mem.in_backoff(now),
             )
         )
-    if desired.complete:
-        known = {c.id for c in desired.connectors} | desired.unparsed_ids
-        for workload in ours:
-            if workload.connector_id and workload.connector_id not in known:
-                actions.append(Remove(workload, reason="connector no longer on the platform"))
     return Plan(actions=tuple(actions), names=names, backing_off=backing_off, observed_up=observed_up)
 
 

@@ -1,0 +1,202 @@
+"""`xtm-composer check`: one line per check, with the fix for each failure.
+
+It changes nothing: no registration, no workload touched. The checks follow the symptoms of
+the OpenCTI troubleshooting guide (key format, bad token, platform too old, Docker socket
+missing, COMPOSER_ENV file not found, self-signed certificate …).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from xtm_composer.config import Settings, load_settings
+from xtm_composer.config.settings import PlatformSettings
+from xtm_composer.domain import PlatformKind
+from xtm_composer.errors import (
+    ComposerError,
+    ConfigurationError,
+    CredentialsKeyError,
+    OrchestratorError,
+    PlatformAuthError,
+    PlatformError,
+    PlatformTLSError,
+    PlatformUnsupported,
+)
+from xtm_composer.keys import key_file_mode_problem, load_manager_key
+from xtm_composer.platforms.http import build_async_client
+from xtm_composer.platforms.opencti import OpenCTIClient
+from xtm_composer.proxy import build_proxy_config
+from xtm_composer.wiring import build_orchestrator
+
+MINIMUM_OPENCTI = (6, 8)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+
+
+def check_configuration(config_dir: Path | None) -> tuple[CheckResult, Settings | None]:
+    try:
+        settings = load_settings(config_dir)
+    except ConfigurationError as exc:
+        fix = "fix the key named above in the YAML file or the environment variable"
+        if "COMPOSER_ENV" in str(exc):
+            fix = "create that file in the configuration directory, or unset COMPOSER_ENV"
+        return CheckResult("configuration", False, str(exc), fix), None
+    platforms = [k.value for k in PlatformKind if getattr(settings, k.value).enable]
+    return CheckResult("configuration", True, f"valid; platforms enabled: {', '.join(platforms) or 'none'}"), settings
+
+
+def check_key(settings: Settings) -> CheckResult:
+    manager = settings.manager
+    try:
+        key = load_manager_key(manager)
+    except ConfigurationError as exc:
+        return CheckResult(
+            "private key",
+            False,
+            str(exc),
+            "xtm-composer keygen /path/key.pem, then set "
+            "manager.credentials_key_filepath (MANAGER__CREDENTIALS_KEY_FILEPATH)",
+        )
+    except CredentialsKeyError as exc:
+        text = str(exc)
+        if "bits" in text:
+            fix = "the platforms need RSA-4096: xtm-composer keygen /path/key.pem (or openssl genpkey -algorithm RSA "
+            fix += "-pkeyopt rsa_keygen_bits:4096)"
+        elif "public key" in text:
+            fix = "point the composer at the private key file, not the public one"
+        elif "chmod" in text:
+            fix = "chmod 600 the key file (manager.strict_key_permissions refuses anything wider)"
+        elif "cannot read" in text:
+            fix = "check the path and that the composer's user can read the file"
+        else:
+            fix = "give a PEM private key: 'BEGIN PRIVATE KEY' (PKCS#8) or 'BEGIN RSA PRIVATE KEY' (PKCS#1)"
+        return CheckResult("private key", False, text, fix)
+    source = str(manager.credentials_key_filepath) if manager.credentials_key_filepath else "manager.credentials_key"
+    if manager.credentials_key_filepath is not None:
+        problem = key_file_mode_problem(manager.credentials_key_filepath)
+        if problem:
+            return CheckResult("private key", False, problem, f"chmod 600 {manager.credentials_key_filepath}")
+    return CheckResult("private key", True, f"RSA-{key.key_size} from {source}")
+
+
+async def _check_platform(kind: PlatformKind, settings: PlatformSettings) -> list[CheckResult]:
+    name = f"{kind.value} platform"
+    client = OpenCTIClient(build_async_client(settings, proxy_config=build_proxy_config(settings, platform=kind.value)))
+    try:
+        version = await client.version()
+        connectors = await client.list_connectors(manager_id="check")
+    except PlatformTLSError as exc:
+        return [
+            CheckResult(
+                name,
+                False,
+                str(exc),
+                f"give the platform's CA ({kind.value}.https_proxy_ca with "
+                f"with_proxy) or, on a test platform only, set {kind.value}.unsecured_certificate: true",
+            )
+        ]
+    except PlatformAuthError as exc:
+        return [
+            CheckResult(
+                name,
+                False,
+                f"token refused: {exc}",
+                f"set {kind.value}.token "
+                f"({kind.value.upper()}__TOKEN) to the token of a user with the connector-manager "
+                "capability",
+            )
+        ]
+    except PlatformUnsupported as exc:
+        return [CheckResult(name, False, str(exc), "upgrade OpenCTI to 6.8 or newer")]
+    except PlatformError as exc:
+        return [
+            CheckResult(
+                name,
+                False,
+                f"unreachable at {settings.url}: {exc}",
+                f"check {kind.value}.url and that this host can reach it",
+            )
+        ]
+    finally:
+        await client.aclose()
+    results = [CheckResult(name, True, f"{settings.url} answers, token accepted, version {version}")]
+    if _version_tuple(version) < MINIMUM_OPENCTI:
+        results.append(
+            CheckResult(
+                f"{kind.value} version",
+                False,
+                f"{version} is too old for the composer",
+                "upgrade OpenCTI to 6.8 or newer",
+            )
+        )
+    else:
+        results.append(
+            CheckResult(f"{kind.value} connectors", True, f"{len(connectors.connectors)} managed connectors listed")
+        )
+    return results
+
+
+async def _check_orchestrator(kind: PlatformKind, settings: Settings) -> CheckResult:
+    platform_settings: PlatformSettings = getattr(settings, kind.value)
+    name = f"{kind.value} orchestrator ({platform_settings.daemon.selector})"
+    try:
+        orchestrator = build_orchestrator(kind, platform_settings, data_directory=settings.manager.data_directory)
+    except ComposerError as exc:
+        return CheckResult(name, False, str(exc), f"set {kind.value}.daemon.selector to docker")
+    try:
+        workloads = await orchestrator.list_workloads(manager_id=settings.manager.id)
+    except OrchestratorError as exc:
+        return CheckResult(
+            name,
+            False,
+            str(exc),
+            "start Docker, or give the composer its socket (mount "
+            "/var/run/docker.sock, or set DOCKER_HOST) with permission to use it",
+        )
+    finally:
+        await orchestrator.close()
+    return CheckResult(name, True, f"reachable; {len(workloads)} workloads of manager {settings.manager.id}")
+
+
+def run_checks(config_dir: Path | None) -> Iterator[CheckResult]:
+    config_result, settings = check_configuration(config_dir)
+    yield config_result
+    if settings is None:
+        return
+    yield check_key(settings)
+    enabled = [kind for kind in PlatformKind if getattr(settings, kind.value).enable]
+    if not enabled:
+        yield CheckResult("platforms", False, "no platform enabled", "set opencti.enable: true (OPENCTI__ENABLE)")
+    for kind in enabled:
+        if kind is PlatformKind.OPENAEV:
+            yield CheckResult(
+                "openaev platform", False, "OpenAEV support is not available yet", "set openaev.enable: false"
+            )
+            continue
+        yield from asyncio.run(_check_platform(kind, getattr(settings, kind.value)))
+        yield asyncio.run(_check_orchestrator(kind, settings))
+
+
+def print_report(results: Iterator[CheckResult], echo: Callable[[str], None]) -> bool:
+    all_ok = True
+    for result in results:
+        mark = "ok  " if result.ok else "FAIL"
+        echo(f"[{mark}] {result.name}: {result.detail}")
+        if not result.ok:
+            all_ok = False
+            echo(f"       fix: {result.fix}")
+    return all_ok
