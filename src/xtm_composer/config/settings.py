@@ -84,6 +84,12 @@ class PortainerSettings(Section):
     network_mode: str | None = None
 
 
+class UlimitSettings(Section):
+    name: str = Field(min_length=1)
+    soft: int
+    hard: int
+
+
 class DockerSettings(Section):
     network_mode: str | None = None
     extra_hosts: list[str] | None = None
@@ -99,8 +105,8 @@ class DockerSettings(Section):
     uts_mode: str | None = None
     runtime: str | None = None
     shm_size: int | str | None = None
-    sysctls: dict[str, str] | None = None
-    ulimits: list[dict[str, Any]] | None = None
+    sysctls: dict[str, str | int | float] | None = None
+    ulimits: list[UlimitSettings] | None = None
 
 
 class SwarmSettings(Section):

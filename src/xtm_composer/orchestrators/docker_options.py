@@ -41,7 +41,7 @@ RESTART_POLICY = {"Name": "on-failure", "MaximumRetryCount": 0}
 
 def _convert(option: str, value: Any) -> Any:
     if option == "ulimits":
-        return [docker.types.Ulimit(name=u["name"], soft=u.get("soft"), hard=u.get("hard")) for u in value]
+        return [docker.types.Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in value]
     if option == "sysctls":
         return {str(k): str(v) for k, v in value.items()}
     return value
