@@ -169,7 +169,7 @@ def test_platform_client_ignores_process_proxy_variables_unless_configured(monke
 
     monkeypatch.setenv("HTTPS_PROXY", "http://should-not-be-used:1")
     client = build_async_client(PlatformSettings(url="https://opencti.example.org"))
-    assert client._trust_env is False  # noqa: SLF001
+    assert client._trust_env is False
     assert bypasses_proxy("https://opencti.internal", ".internal")
     assert bypasses_proxy("https://a.b.c", "*")
     assert not bypasses_proxy("https://opencti.example.org", "example.com.evil,other")
