@@ -18,12 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from xtm_composer.config.settings import DebugSettings, PlatformSettings, Settings
 from xtm_composer.crypto import public_key_pkcs1_pem, public_key_spki_pem
-from xtm_composer.domain import PlatformKind
+from xtm_composer.domain import ConnectorList, PlatformKind
 from xtm_composer.errors import ComposerError, OrchestratorError, PlatformError, PlatformRejected, PlatformUnsupported
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.base import Orchestrator
 from xtm_composer.platforms.base import Platform
 from xtm_composer.proxy import ProxyConfig, build_proxy_config
+from xtm_composer.reconcile.actions import Remove
 from xtm_composer.reconcile.executor import Executor, PassReport
 from xtm_composer.reconcile.memory import ConnectorMemory
 from xtm_composer.reconcile.planner import Plan, PlanContext, plan
@@ -68,7 +69,11 @@ class PlatformRuntime:
     clock: Callable[[], float] = time.monotonic
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     debug: DebugSettings = field(default_factory=DebugSettings)
+    reboot_loop_stop_after: float | None = None
+    max_removals: int = 5
+    max_removals_fraction: float = 0.2
     memory: dict[str, ConnectorMemory] = field(default_factory=dict)
+    pending_orphans: frozenset[str] = frozenset()
     registered: asyncio.Event = field(default_factory=asyncio.Event)
     platform_version: str | None = None
     last_pass: PassResult | None = None
@@ -85,17 +90,29 @@ class PlatformRuntime:
             platform=self.kind,
             logs_interval=self.settings.logs_schedule,
             health_interval=self.health_interval,
+            reboot_loop_stop_after=self.reboot_loop_stop_after,
+            max_removals=self.max_removals,
+            max_removals_fraction=self.max_removals_fraction,
         )
 
     # -- one reconcile pass -----------------------------------------------------------------
-    async def observe_and_plan(self) -> Plan:
+    async def observe_and_plan(self) -> tuple[ConnectorList, Plan]:
+        """One platform call, one engine listing, one pure plan. Changes nothing."""
         desired = await self.platform.list_connectors(manager_id=self.manager_id)
         observed = await self.orchestrator.list_workloads(manager_id=self.manager_id)
-        return plan(desired, observed, memory=self.memory, now=self.clock(), ctx=self.plan_context())
+        current_plan = plan(
+            desired,
+            observed,
+            memory=self.memory,
+            now=self.clock(),
+            ctx=self.plan_context(),
+            confirmed_orphans=self.pending_orphans,
+        )
+        return desired, current_plan
 
     async def reconcile_once(self) -> PassResult:
         started = time.perf_counter()
-        current_plan = await self.observe_and_plan()
+        desired, current_plan = await self.observe_and_plan()
         executor = Executor(
             platform=self.platform,
             orchestrator=self.orchestrator,
@@ -110,14 +127,30 @@ class PlatformRuntime:
             debug=self.debug,
         )
         report = await executor.run(current_plan)
-        for connector_id, up in current_plan.observed_up.items():
-            self.memory.setdefault(connector_id, ConnectorMemory()).was_up = up
-        desired_ids = set(current_plan.names)
-        for gone in set(self.memory) - desired_ids:
-            del self.memory[gone]
+        self._settle(desired, current_plan, report)
         result = PassResult(plan=current_plan, report=report, duration=time.perf_counter() - started)
         self.last_pass = result
         return result
+
+    def _settle(self, desired: ConnectorList, current_plan: Plan, report: PassReport) -> None:
+        """What this pass leaves in memory for the next one."""
+        for connector in desired.connectors:
+            mem = self.memory.setdefault(connector.id, ConnectorMemory())
+            failed = connector.id in report.failed_connectors
+            mem.was_up = (current_plan.observed_up if failed else current_plan.expected_up).get(connector.id, False)
+            if mem.held_for_loop and (not connector.should_run or mem.held_hash != connector.contract_hash):
+                mem.held_for_loop = False  # the admin stopped it or changed its configuration: release
+        for gone in set(self.memory) - {c.id for c in desired.connectors} - desired.unparsed_ids:
+            del self.memory[gone]
+        if current_plan.held_removals:
+            log.warning(
+                "sudden drop: removals held until the next pass confirms them",
+                held=len(current_plan.held_removals),
+                workloads=sorted(w.name for w in current_plan.held_removals)[:20],
+            )
+        elif self.pending_orphans and any(isinstance(a, Remove) for a in current_plan.actions):
+            log.warning("removals confirmed by a second pass", removed=len(current_plan.of_kind(Remove)))
+        self.pending_orphans = current_plan.orphan_keys
 
     # -- loops ----------------------------------------------------------------------------
     async def alive_loop(self, stop: asyncio.Event) -> None:
@@ -244,6 +277,11 @@ def build_runtime(
         ping_alive_schedule=settings.manager.ping_alive_schedule,
         health_interval=settings.manager.health_interval,
         max_concurrency=settings.manager.max_concurrent_actions,
+        reboot_loop_stop_after=(
+            settings.manager.reboot_loop_stop_after * 60 if settings.manager.reboot_loop_stop_after else None
+        ),
+        max_removals=settings.manager.max_removals_per_pass,
+        max_removals_fraction=settings.manager.max_removals_fraction,
         logs_tail=settings.manager.logs_tail,
         proxy=proxy or build_proxy_config(platform_settings, platform=kind.value),
         debug=settings.manager.debug,

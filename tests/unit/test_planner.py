@@ -25,6 +25,7 @@ from xtm_composer.reconcile.actions import (
     ReportHealth,
     ReportLogs,
     ReportStatus,
+    Start,
     Stop,
 )
 from xtm_composer.reconcile.memory import ConnectorMemory
@@ -80,94 +81,98 @@ def run(connectors, workloads, memory=None, *, complete=True, unparsed=frozenset
     return plan(desired, workloads, memory=memory or {}, now=NOW, ctx=CTX).actions
 
 
+def mem(**kwargs) -> dict[str, ConnectorMemory]:
+    base = {"last_logs_at": NOW - 1, "last_health_at": NOW - 1, "was_up": True}
+    return {"c1": ConnectorMemory(**{**base, **kwargs})}
+
+
+STOPPING = {"requested": RequestedStatus.STOPPING, "current": CurrentStatus.STOPPED}
+
+# (rule, connectors, workloads, memory, expected action kinds)
 CASES = [
-    # (rule, connectors, workloads, memory, expected action kinds)
     (
-        "missing workload is deployed and reported stopped",
+        "missing workload is deployed, started and reported with health and logs in one pass",
         [connector(current=None)],
         [],
         None,
-        ["deploy", "report-status"],
+        ["deploy", "report-status", "report-health", "report-logs"],
     ),
     (
         "missing workload of a stopped connector is deployed without start",
-        [connector(requested=RequestedStatus.STOPPING, current=CurrentStatus.STOPPED)],
+        [connector(**STOPPING)],
         [],
         None,
         ["deploy"],
     ),
     (
-        "requested starting but exited is started",
-        [connector(current=CurrentStatus.STOPPED)],
-        [workload(state=WorkloadState.EXITED)],
-        {"c1": ConnectorMemory(last_logs_at=NOW - 1)},
-        ["start"],
+        "missing workload of a stopped connector reported started is reported stopped",
+        [connector(requested=RequestedStatus.STOPPING)],
+        [],
+        None,
+        ["deploy", "report-status"],
     ),
     (
-        "requested stopping but running is stopped",
+        "requested starting but exited is started and reported",
+        [connector(current=CurrentStatus.STOPPED)],
+        [workload(state=WorkloadState.EXITED)],
+        mem(was_up=False),
+        ["start", "report-status", "report-health"],
+    ),
+    (
+        "requested stopping but running is stopped, reported, final logs pushed",
         [connector(requested=RequestedStatus.STOPPING)],
         [workload()],
-        steady_memory(),
-        ["stop"],
+        mem(),
+        ["stop", "report-status", "report-logs"],
     ),
-    ("hash change recreates", [connector(hash_="h2")], [workload(hash_="h1")], steady_memory(), ["recreate"]),
-    ("a workload without hash counts as changed", [connector()], [workload(hash_=None)], steady_memory(), ["recreate"]),
-    ("steady running connector does nothing", [connector()], [workload()], steady_memory(), []),
+    (
+        "hash change recreates and reports the new workload's health",
+        [connector(hash_="h2")],
+        [workload(hash_="h1")],
+        mem(),
+        ["recreate", "report-health"],
+    ),
+    (
+        "a workload without hash counts as changed",
+        [connector()],
+        [workload(hash_=None)],
+        mem(),
+        ["recreate", "report-health"],
+    ),
+    (
+        "a missing platform hash matches a workload deployed without one",
+        [connector(hash_=None)],
+        [workload(hash_="")],
+        mem(),
+        [],
+    ),
+    ("steady running connector does nothing", [connector()], [workload()], mem(), []),
     (
         "status reported only when it differs",
         [connector(current=CurrentStatus.STOPPED)],
         [workload()],
-        steady_memory(),
+        mem(),
         ["report-status"],
     ),
-    ("never reported status is reported", [connector(current=None)], [workload()], steady_memory(), ["report-status"]),
-    (
-        "health right after a start",
-        [connector()],
-        [workload()],
-        {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=True, health_wanted=True)},
-        ["report-health"],
-    ),
-    (
-        "health when first seen up",
-        [connector()],
-        [workload()],
-        {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=False)},
-        ["report-health"],
-    ),
-    (
-        "health every 30 s while running",
-        [connector()],
-        [workload()],
-        {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 30, was_up=True)},
-        ["report-health"],
-    ),
-    (
-        "no health 29 s after the last",
-        [connector()],
-        [workload()],
-        {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 29, was_up=True)},
-        [],
-    ),
-    (
-        "logs every logs_schedule",
-        [connector()],
-        [workload()],
-        {"c1": ConnectorMemory(last_logs_at=NOW - 10, last_health_at=NOW - 1, was_up=True)},
-        ["report-logs"],
-    ),
+    ("never reported status is reported", [connector(current=None)], [workload()], mem(), ["report-status"]),
+    ("health right after a start", [connector()], [workload()], mem(health_wanted=True), ["report-health"]),
+    ("health when first seen up", [connector()], [workload()], mem(was_up=False), ["report-health"]),
+    ("health every 30 s while running", [connector()], [workload()], mem(last_health_at=NOW - 30), ["report-health"]),
+    ("no health 29 s after the last", [connector()], [workload()], mem(last_health_at=NOW - 29), []),
+    ("logs every logs_schedule", [connector()], [workload()], mem(last_logs_at=NOW - 10), ["report-logs"]),
+    ("no logs 9 s after the last", [connector()], [workload()], mem(last_logs_at=NOW - 9), []),
     (
         "final logs once right after it went down",
-        [connector(requested=RequestedStatus.STOPPING, current=CurrentStatus.STOPPED)],
+        [connector(**STOPPING)],
         [workload(state=WorkloadState.EXITED)],
-        {"c1": ConnectorMemory(last_logs_at=NOW - 1, last_health_at=NOW - 1, was_up=True)},
+        mem(),
         ["report-logs"],
     ),
     (
         "no logs for a workload that stays down",
-        [connector(requested=RequestedStatus.STOPPING, current=CurrentStatus.STOPPED)],
+        [connector(**STOPPING)],
         [workload(state=WorkloadState.EXITED)],
-        {"c1": ConnectorMemory(last_logs_at=NOW - 100, was_up=False)},
+        mem(last_logs_at=NOW - 100, was_up=False),
         [],
     ),
     ("orphan with our label is removed", [], [workload()], None, ["remove"]),
@@ -176,25 +181,34 @@ CASES = [
         "workload without platform label belongs to the listing platform",
         [connector()],
         [workload(platform=None)],
-        steady_memory(),
+        mem(),
         [],
     ),
     ("orphan without platform label is removed", [], [workload(platform=None)], None, ["remove"]),
     ("workload without our manager label is never touched", [], [workload(manager="someone-else")], None, []),
     ("workload without any label is never touched", [], [workload(cid=None, manager=None, platform=None)], None, []),
+    ("workload of ours without connector id is left alone", [], [workload(cid=None)], None, []),
     (
         "rename removes the stale workload and deploys the new name",
         [connector(name="URLhaus v2")],
         [workload(name="abuse-ch-urlhaus")],
-        steady_memory(),
-        ["deploy", "remove", "report-status"],
+        mem(),
+        ["deploy", "remove", "report-health"],
+    ),
+    ("restarting counts as up: nothing to do", [connector()], [workload(state=WorkloadState.RESTARTING)], mem(), []),
+    (
+        "a connector held after a reboot loop is not started again",
+        [connector(current=CurrentStatus.STOPPED)],
+        [workload(state=WorkloadState.EXITED)],
+        mem(was_up=False, held_for_loop=True, held_hash="h1"),
+        [],
     ),
     (
-        "restarting counts as up: nothing to do",
-        [connector()],
-        [workload(state=WorkloadState.RESTARTING)],
-        steady_memory(),
-        [],
+        "a held connector whose configuration changed is recreated",
+        [connector(hash_="h2")],
+        [workload(state=WorkloadState.EXITED)],
+        mem(was_up=False, held_for_loop=True, held_hash="h1"),
+        ["recreate", "report-health"],
     ),
 ]
 
@@ -239,16 +253,17 @@ def test_the_connector_already_running_under_a_contested_name_keeps_it():
 
 def test_recreate_keeps_requested_start_and_the_old_workload():
     old = workload(hash_="h0")
-    (action,) = run([connector()], [old], steady_memory())
-    assert isinstance(action, Recreate) and action.old == old and action.start is True
+    (action,) = [a for a in run([connector()], [old], steady_memory()) if isinstance(a, Recreate)]
+    assert action.old == old and action.start is True
 
 
 def test_start_and_stop_target_the_observed_workload():
     w = workload(state=WorkloadState.EXITED)
-    (start,) = run([connector(current=CurrentStatus.STOPPED)], [w], {"c1": ConnectorMemory(last_logs_at=NOW)})
+    (start,) = [a for a in run([connector()], [w], {"c1": ConnectorMemory(last_logs_at=NOW)}) if isinstance(a, Start)]
     assert start.workload is w
-    (stop,) = run([connector(requested=RequestedStatus.STOPPING)], [workload()], steady_memory())
-    assert isinstance(stop, Stop)
+    actions = run([connector(requested=RequestedStatus.STOPPING)], [workload()], steady_memory())
+    (stop,) = [a for a in actions if isinstance(a, Stop)]
+    assert stop.reason == "requested"
 
 
 def test_report_actions_carry_the_observed_status():
@@ -265,12 +280,59 @@ def test_name_held_by_another_connectors_workload_is_a_collision_not_an_action()
 
 
 def test_name_freed_by_an_orphan_in_the_same_pass_is_deployed_after_the_removal():
-    actions = run([connector("new", name="foo", current=CurrentStatus.STOPPED)], [workload("gone", name="foo")])
+    actions = run([connector("new", name="foo", **STOPPING)], [workload("gone", name="foo")])
     assert kinds(actions) == ["deploy", "remove"]
 
 
 def test_name_freed_by_a_rename_in_the_same_pass_can_be_taken_by_another_connector():
-    a = connector("a", name="Alpha", current=CurrentStatus.STOPPED)  # was "beta", renamed to Alpha
-    b = connector("b", name="Beta", current=CurrentStatus.STOPPED)  # new connector wanting "beta"
+    a = connector("a", name="Alpha", **STOPPING)  # was "beta", renamed to Alpha
+    b = connector("b", name="Beta", **STOPPING)  # new connector wanting "beta"
     actions = run([a, b], [workload("a", name="beta")])
     assert kinds(actions) == ["deploy", "deploy", "remove"]
+
+
+def test_reboot_loop_longer_than_the_limit_stops_the_connector():
+    ctx = replace(CTX, reboot_loop_stop_after=600)
+    desired = ConnectorList(connectors=(connector(),))
+    memory = mem(loop_since=NOW - 600)
+    actions = plan(desired, [workload()], memory=memory, now=NOW, ctx=ctx).actions
+    (stop,) = [a for a in actions if isinstance(a, Stop)]
+    assert "reboot loop" in stop.reason
+    assert [a.status for a in actions if isinstance(a, ReportStatus)] == [CurrentStatus.STOPPED]
+    assert not [
+        a
+        for a in plan(desired, [workload()], memory=mem(loop_since=NOW - 599), now=NOW, ctx=ctx).actions
+        if isinstance(a, Stop)
+    ]
+
+
+def test_reboot_loop_never_stops_a_connector_without_the_setting():
+    actions = plan(
+        ConnectorList(connectors=(connector(),)), [workload()], memory=mem(loop_since=NOW - 10**6), now=NOW, ctx=CTX
+    ).actions
+    assert not [a for a in actions if isinstance(a, Stop)]
+
+
+def orphans(n: int) -> list[Workload]:
+    return [workload(f"gone-{i}", name=f"gone-{i}") for i in range(n)]
+
+
+def test_removals_within_the_limit_are_applied_at_once():
+    result = plan(ConnectorList(connectors=()), orphans(5), memory={}, now=NOW, ctx=CTX)
+    assert len(result.of_kind(Remove)) == 5 and result.held_removals == ()
+
+
+def test_a_sudden_drop_is_held_until_the_next_pass_confirms_it():
+    first = plan(ConnectorList(connectors=()), orphans(6), memory={}, now=NOW, ctx=CTX)
+    assert first.of_kind(Remove) == [] and len(first.held_removals) == 6
+    second = plan(
+        ConnectorList(connectors=()), orphans(6), memory={}, now=NOW, ctx=CTX, confirmed_orphans=first.orphan_keys
+    )
+    assert len(second.of_kind(Remove)) == 6 and second.held_removals == ()
+
+
+def test_the_limit_grows_with_the_number_of_workloads():
+    desired = ConnectorList(connectors=tuple(connector(f"keep-{i}", name=f"keep {i}") for i in range(40)))
+    keep = [workload(f"keep-{i}", name=f"keep-{i}") for i in range(40)]
+    result = plan(desired, keep + orphans(10), memory={}, now=NOW, ctx=CTX)  # 10 ≤ 20 % of 50
+    assert len(result.of_kind(Remove)) == 10

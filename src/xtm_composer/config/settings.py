@@ -46,7 +46,13 @@ class ManagerSettings(Section):
     credentials_key_filepath: Path | None = None
     logger: LoggerSettings = LoggerSettings()
     debug: DebugSettings = DebugSettings()
-    max_concurrent_actions: int = Field(default=4, ge=1, le=64)
+    max_concurrent_actions: int = Field(default=16, ge=1, le=64)
+    # Minutes a connector may stay in a reboot loop before it is stopped; unset: never stopped.
+    reboot_loop_stop_after: float | None = Field(default=None, gt=0)
+    # A pass removes at most max(max_removals_per_pass, max_removals_fraction × workloads) orphans;
+    # a bigger drop waits for the next pass to confirm it.
+    max_removals_per_pass: int = Field(default=5, ge=0)
+    max_removals_fraction: float = Field(default=0.2, ge=0, le=1)
     health_interval: float = Field(default=30, gt=0, description="seconds between health reports")
     logs_tail: int = Field(default=100, ge=1, le=10_000)
     # Where files mounted into workloads (the proxy CA bundle) are written; default

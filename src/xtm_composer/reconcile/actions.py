@@ -37,6 +37,7 @@ class Start:
 class Stop:
     connector: Connector
     workload: Workload
+    reason: str = "requested"
     kind = "stop"
 
 
@@ -99,8 +100,8 @@ def describe(action: Action) -> str:
             return f"recreate {old.name} as {name} for {c.name!r} (configuration changed)"
         case Start(workload=w):
             return f"start {w.name}"
-        case Stop(workload=w):
-            return f"stop {w.name}"
+        case Stop(workload=w, reason=reason):
+            return f"stop {w.name}" + ("" if reason == "requested" else f" ({reason})")
         case Remove(workload=w, reason=reason):
             return f"remove {w.name} ({reason})"
         case ReportStatus(connector=c, status=status):

@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from xtm_composer.config.settings import DebugSettings
 from xtm_composer.crypto import decrypt_value
-from xtm_composer.domain import Connector, PlatformKind, WorkloadSpec
-from xtm_composer.errors import ComposerError, DecryptionError, WorkloadConflict
+from xtm_composer.domain import Connector, PlatformKind, WorkloadSpec, WorkloadState
+from xtm_composer.errors import ComposerError, DecryptionError, PlatformRejected, WorkloadConflict
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.base import Orchestrator
+from xtm_composer.orchestrators.health import health_from_state
 from xtm_composer.orchestrators.specs import build_spec, redacted_env
 from xtm_composer.platforms.base import Platform
 from xtm_composer.proxy import ProxyConfig
@@ -44,6 +46,7 @@ from xtm_composer.reconcile.planner import Plan
 
 log = get_logger(__name__)
 
+_REPORTS = (ReportStatus, ReportHealth, ReportLogs)
 _PHASES: tuple[tuple[type, ...], ...] = (
     (Collision,),
     (Remove,),
@@ -66,6 +69,8 @@ class ActionOutcome:
 class PassReport:
     outcomes: list[ActionOutcome] = field(default_factory=list)
     decryptions: int = 0
+    # Connectors whose workload action failed: their reports are skipped this pass.
+    failed_connectors: set[str] = field(default_factory=set)
 
     @property
     def failures(self) -> list[ActionOutcome]:
@@ -83,6 +88,7 @@ class Executor:
         platform_kind: PlatformKind,
         memory: MutableMapping[str, ConnectorMemory],
         clock: Callable[[], float],
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_concurrency: int = 4,
         logs_tail: int = 100,
         proxy: ProxyConfig | None = None,
@@ -95,6 +101,7 @@ class Executor:
         self._platform_kind = platform_kind
         self._memory = memory
         self._clock = clock
+        self._wall_clock = wall_clock
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._logs_tail = logs_tail
         self._proxy = proxy or ProxyConfig()
@@ -103,7 +110,11 @@ class Executor:
     async def run(self, plan: Plan) -> PassReport:
         report = PassReport()
         for phase in _PHASES:
-            batch = [a for a in plan.actions if isinstance(a, phase)]
+            batch = [
+                a
+                for a in plan.actions
+                if isinstance(a, phase) and not (isinstance(a, _REPORTS) and a.connector.id in report.failed_connectors)
+            ]
             if batch:
                 report.outcomes.extend(await asyncio.gather(*(self._guarded(a, report) for a in batch)))
         return report
@@ -118,18 +129,28 @@ class Executor:
             with bound:
                 try:
                     await self._run_one(action, report)
+                except PlatformRejected as exc:
+                    if isinstance(action, _REPORTS) and exc.code == "FUNCTIONAL_ERROR":
+                        # Deleted on the platform after this pass listed it: nothing to report to.
+                        log.info("report dropped: connector no longer on the platform", description=describe(action))
+                        return ActionOutcome(action)
+                    return self._failed(action, connector_id, str(exc), report, level="error")
                 except ComposerError as exc:
-                    return self._failed(action, connector_id, str(exc), level="error")
+                    return self._failed(action, connector_id, str(exc), report, level="error")
                 except Exception as exc:  # an unexpected bug in one action must not stop the others
                     log.exception("action crashed", description=describe(action))
-                    return self._failed(action, connector_id, f"{type(exc).__name__}: {exc}", level=None)
+                    return self._failed(action, connector_id, f"{type(exc).__name__}: {exc}", report, level=None)
         if connector_id is not None and not isinstance(action, Remove):
             self._memory_of(connector_id).record_success()
         return ActionOutcome(action)
 
-    def _failed(self, action: Action, connector_id: str | None, error: str, *, level: str | None) -> ActionOutcome:
+    def _failed(
+        self, action: Action, connector_id: str | None, error: str, report: PassReport, *, level: str | None
+    ) -> ActionOutcome:
         if level:
             log.error("action failed", description=describe(action), error=error)
+        if connector_id is not None and not isinstance(action, _REPORTS):
+            report.failed_connectors.add(connector_id)
         if connector_id is not None:
             self._memory_of(connector_id).record_failure(error, now=self._clock())
         return ActionOutcome(action, error=error)
@@ -157,33 +178,53 @@ class Executor:
                         f"left untouched ({exc})"
                     ) from None
                 log.info("workload deployed", workload=name, started=start)
-                if start:
-                    self._memory_of(connector.id).health_wanted = True
+                self._memory_of(connector.id).forget_workload()
             case Recreate(connector=connector, name=name, old=old, start=start):
                 spec = self._spec(connector, name, report)  # decrypt before removing anything
                 await self._orchestrator.remove(old)
                 await self._orchestrator.deploy(spec, start=start)
                 log.info("workload recreated", workload=name, started=start)
-                if start:
-                    self._memory_of(connector.id).health_wanted = True
+                self._memory_of(connector.id).forget_workload()
             case Start(connector=connector, workload=workload):
                 await self._orchestrator.start(workload)
                 log.info("workload started", workload=workload.name)
-                self._memory_of(connector.id).health_wanted = True
-            case Stop(workload=workload):
+                if workload.state in (WorkloadState.EXITED, WorkloadState.DEAD):
+                    # It ran before: this start is a restart, which the engine's own count misses.
+                    self._memory_of(connector.id).composer_restarts += 1
+            case Stop(connector=connector, workload=workload, reason=reason):
                 await self._orchestrator.stop(workload)
-                log.info("workload stopped", workload=workload.name)
+                if reason == "requested":
+                    log.info("workload stopped", workload=workload.name)
+                else:
+                    mem = self._memory_of(connector.id)
+                    mem.held_for_loop, mem.held_hash = True, connector.contract_hash
+                    log.warning(
+                        "connector stopped: stuck in a reboot loop; start it again from the platform once fixed",
+                        workload=workload.name,
+                        reason=reason,
+                    )
             case ReportStatus(connector=connector, status=status):
                 await self._platform.report_status(connector.id, status)
                 log.info("status reported", status=status.value)
             case ReportHealth(connector=connector, workload=workload):
-                health = await self._orchestrator.health(workload)
-                await self._platform.report_health(connector.id, health)
                 mem = self._memory_of(connector.id)
+                engine = await self._orchestrator.health(workload)
+                restarts = engine.restart_count + mem.composer_restarts
+                health = health_from_state(restart_count=restarts, started_at=engine.started_at, now=self._wall_clock())
+                await self._platform.report_health(connector.id, health)
                 mem.last_health_at = self._clock()
                 mem.health_wanted = False
+                mem.last_health = (
+                    restarts,
+                    health.started_at.isoformat() if health.started_at else None,
+                    health.is_in_reboot_loop,
+                )
                 if health.is_in_reboot_loop:
-                    log.warning("connector in a reboot loop", restart_count=health.restart_count)
+                    if mem.loop_since is None:
+                        mem.loop_since = self._clock()
+                        log.warning("connector in a reboot loop", restart_count=restarts)
+                else:
+                    mem.loop_since = None
             case ReportLogs(connector=connector, workload=workload):
                 lines = await self._orchestrator.logs(workload, tail=self._logs_tail)
                 mem = self._memory_of(connector.id)

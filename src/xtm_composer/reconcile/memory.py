@@ -1,6 +1,7 @@
-"""Per-connector memory kept between passes: timers, backoff, last error.
+"""Per-connector memory kept between passes: timers, backoff, reboot-loop hold, last error.
 
-The planner only reads it; the executor updates it after each action.
+The planner only reads it; the executor updates it after each action, and `settle` once per
+pass with what the pass leaves behind.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ class ConnectorMemory:
     failures: int = 0
     backoff_until: float = 0.0
     last_error: str | None = None
+    # Starts the composer made itself (the engine's restart count only knows its own restarts).
+    composer_restarts: int = 0
+    # Since when (monotonic) health reports show a reboot loop; None when not looping.
+    loop_since: float | None = None
+    # Stopped because of a reboot loop: not started again until the admin stops/starts it or the
+    # configuration changes (held_hash is the hash it was stopped with).
+    held_for_loop: bool = False
+    held_hash: str | None = None
+    last_health: tuple[int, str | None, bool] | None = None  # restart count, started at, loop: for `status`
 
     def record_failure(self, error: str, *, now: float) -> None:
         self.failures += 1
@@ -37,3 +47,13 @@ class ConnectorMemory:
 
     def in_backoff(self, now: float) -> bool:
         return now < self.backoff_until
+
+    def is_held(self, contract_hash: str | None) -> bool:
+        return self.held_for_loop and self.held_hash == contract_hash
+
+    def forget_workload(self) -> None:
+        """A new workload replaces the old one: its counters start again."""
+        self.composer_restarts = 0
+        self.loop_since = None
+        self.held_for_loop = False
+        self.held_hash = None
