@@ -1,0 +1,1 @@
+"""Test support shipped with the package: a simulated engine and platform for property tests and benchmarks."""
