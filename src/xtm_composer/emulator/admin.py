@@ -31,7 +31,7 @@ Endpoint = Callable[[Request, EmulatorState], Awaitable[Response]]
 Handler = Callable[[Request], Awaitable[Response]]
 ADD_FIELDS = frozenset({"name", "image", "config", "secrets", "type", "start"})
 EDIT_FIELDS = frozenset({"name", "image", "config", "secrets"})
-PLATFORM_FIELDS = frozenset({"version", "outage", "encryption", "public_url"})
+PLATFORM_FIELDS = frozenset({"version", "outage", "encryption", "public_url", "fault"})
 
 
 class AdminRequestError(Exception):
@@ -91,6 +91,7 @@ def platform_json(platform: PlatformView) -> dict[str, Any]:
         "encryption": platform.encryption_version,
         "outage": platform.outage,
         "public_url": platform.public_url,
+        "fault": platform.fault,
     }
 
 
@@ -224,6 +225,7 @@ async def set_platform(request: Request, state: EmulatorState) -> Response:
         outage=_typed(body, "outage", bool, "true or false"),
         encryption_version=_typed(body, "encryption", int, "1 or 2"),
         public_url=_typed(body, "public_url", str, "a string"),
+        fault=_typed(body, "fault", str, "a string"),
     )
     return JSONResponse(platform_json(platform))
 

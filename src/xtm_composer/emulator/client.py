@@ -143,8 +143,15 @@ class EmulatorAdmin:
         outage: bool | None = None,
         encryption: int | None = None,
         public_url: str | None = None,
+        fault: str | None = None,
     ) -> JSON:
-        fields = {"version": version, "outage": outage, "encryption": encryption, "public_url": public_url}
+        fields = {
+            "version": version,
+            "outage": outage,
+            "encryption": encryption,
+            "public_url": public_url,
+            "fault": fault,
+        }
         body = {k: v for k, v in fields.items() if v is not None}
         return self._call("PUT", "/platform", body)  # type: ignore[no-any-return]
 

@@ -37,3 +37,10 @@ class UnsupportedError(EmulatorError):
 
     code = "UNSUPPORTED_ERROR"
     http_status = 409
+
+
+class DatabaseError(EmulatorError):
+    """The platform's storage failed (an injected fault)."""
+
+    code = "DATABASE_ERROR"
+    http_status = 500

@@ -8,6 +8,7 @@ next to the errors, a non-null one nulls `data` — graphql-core's own null prop
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -26,8 +27,9 @@ from graphql import (
     validate,
 )
 
-from xtm_composer.emulator.errors import EmulatorError
+from xtm_composer.emulator.errors import DatabaseError, EmulatorError
 from xtm_composer.emulator.state import (
+    SLOW_FAULT_SECONDS,
     ConnectorView,
     EmulatorState,
     HealthView,
@@ -115,10 +117,20 @@ def _about(_root: None, info: GraphQLResolveInfo) -> Payload:
     return {"version": _state(info).version}
 
 
-def _connectors_for_managers(_root: None, info: GraphQLResolveInfo) -> list[Payload]:
+def _connectors_for_managers(_root: None, info: GraphQLResolveInfo) -> list[Payload] | None:
     state = _state(info)
+    fault = state.platform().fault
+    if fault == "graphql-error":
+        raise DatabaseError("Elasticsearch cluster unavailable")
+    if fault == "null-list":
+        return None
+    if fault == "slow":
+        time.sleep(SLOW_FAULT_SECONDS)
     manager = _manager_payload(state)
-    return [_connector_object(c, manager) for c in state.connectors()]
+    connectors = [_connector_object(c, manager) for c in state.connectors()]
+    if fault == "missing-id":
+        connectors.append({**connectors[0], "id": None} if connectors else {"id": None})
+    return connectors
 
 
 def _register(_root: None, info: GraphQLResolveInfo, input: Payload | None = None) -> Payload:

@@ -18,6 +18,7 @@ import time
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -43,7 +44,9 @@ def create_app(state: EmulatorState) -> Starlette:
         if current.outage:
             current.count_call("outage_rejections")
             return HTMLResponse(OUTAGE_PAGE, status_code=502)
-        answer = GraphQLEndpoint(current).handle(await request.body(), request.headers.get("authorization"))
+        body = await request.body()
+        # In a worker thread: a slow answer (the "slow" fault) must not stall the other requests.
+        answer = await run_in_threadpool(GraphQLEndpoint(current).handle, body, request.headers.get("authorization"))
         return JSONResponse(answer.body, status_code=answer.status)
 
     async def health(request: Request) -> Response:

@@ -33,6 +33,10 @@ DEFAULT_TOKEN = "ChangeMe"
 DEFAULT_CONNECTOR_TYPE = "EXTERNAL_IMPORT"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:4000"
 HEALTH_TTL_SECONDS = 300.0
+# Ways connectorsForManagers can be made to fail: an error in `errors[]` with data null, a null
+# list, an answer slower than any sensible client timeout, an entry without an id.
+FAULTS = frozenset({"graphql-error", "null-list", "slow", "missing-id"})
+SLOW_FAULT_SECONDS = 10.0
 CONNECTOR_TYPES = frozenset(
     {
         "EXTERNAL_IMPORT",
@@ -108,6 +112,7 @@ class PlatformView:
     encryption_version: int
     outage: bool
     public_url: str
+    fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,7 @@ class EmulatorState:
         self._encryption_version = self._check_encryption(encryption_version)
         self._public_url = public_url
         self._outage = False
+        self._fault: str | None = None
         self._manager: _Manager | None = None
         self._connectors: dict[str, _Connector] = {}
         self._calls: Counter[str] = Counter()
@@ -289,6 +295,7 @@ class EmulatorState:
                 encryption_version=self._encryption_version,
                 outage=self._outage,
                 public_url=self._public_url or DEFAULT_PUBLIC_URL,
+                fault=self._fault,
             )
 
     def set_platform(
@@ -298,9 +305,16 @@ class EmulatorState:
         outage: bool | None = None,
         encryption_version: int | None = None,
         public_url: str | None = None,
+        fault: str | None = None,
     ) -> PlatformView:
-        """Change any of the platform settings at once (all checked before any is applied)."""
+        """Change any of the platform settings at once (all checked before any is applied).
+
+        `fault` makes `connectorsForManagers` misbehave the way real deployments do, for failure
+        tests: one of FAULTS, or "none" to clear it.
+        """
         with self._lock:
+            if fault is not None and fault != "none" and fault not in FAULTS:
+                raise EmulatorError(f"fault must be one of: none, {', '.join(sorted(FAULTS))}")
             if version is not None:
                 _check_text(version, "version")
             if encryption_version is not None:
@@ -315,6 +329,8 @@ class EmulatorState:
                 self._outage = bool(outage)
             if public_url is not None:
                 self._public_url = public_url
+            if fault is not None:
+                self._fault = None if fault == "none" else fault
             return self.platform()
 
     def check_token(self, presented: str | None) -> bool:
