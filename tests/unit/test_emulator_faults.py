@@ -44,12 +44,13 @@ async def test_list_faults_are_errors(served, fault, error, code):
         state.set_platform(fault="none")
 
 
-async def test_missing_id_fault_marks_the_list_incomplete(served):
+async def test_an_entry_without_id_nulls_the_whole_list_as_graphql_does(served):
+    # `[ManagedConnector!]` with one null `id!`: GraphQL nulls the list and reports an error.
     state, server = served
     state.set_platform(fault="missing-id")
     try:
-        result = await client(server.url).list_connectors(manager_id="m")
-        assert result.complete is False and len(result.connectors) == 1
+        with pytest.raises(PlatformRejected, match="non-nullable"):
+            await client(server.url).list_connectors(manager_id="m")
     finally:
         state.set_platform(fault="none")
 
