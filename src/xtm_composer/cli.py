@@ -107,6 +107,49 @@ def demo(
         fail(str(exc), code=1)
 
 
+def _read_only(config_dir: Path | None, view) -> None:  # type: ignore[no-untyped-def]
+    """Build the runtimes without starting loops, run one read-only view, close everything."""
+    from rich.console import Console
+
+    from xtm_composer.config.settings import LoggerSettings
+    from xtm_composer.wiring import build_runtimes
+
+    settings = _load(config_dir)
+    configure_logging(LoggerSettings(level="error", console=False))
+    try:
+        runtimes = build_runtimes(settings)
+    except ComposerError as exc:
+        fail(str(exc))
+
+    async def go() -> None:
+        try:
+            await view(runtimes, Console())
+        finally:
+            for runtime in runtimes:
+                await runtime.close()
+
+    try:
+        asyncio.run(go())
+    except ComposerError as exc:
+        fail(str(exc), code=1)
+
+
+@app.command()
+def plan(config_dir: ConfigDir = None) -> None:
+    """One dry pass: print the actions the composer would take now. Changes nothing."""
+    from xtm_composer.views import show_plan
+
+    _read_only(config_dir, show_plan)
+
+
+@app.command()
+def status(config_dir: ConfigDir = None) -> None:
+    """Table of connectors: requested and current status, workload, restarts, uptime, reboot loop, last error."""
+    from xtm_composer.views import show_status
+
+    _read_only(config_dir, show_status)
+
+
 @app.command()
 def check(config_dir: ConfigDir = None) -> None:
     """Check configuration, key, platform and orchestrator; print the fix for each failure. Changes nothing."""

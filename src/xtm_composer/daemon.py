@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
@@ -28,6 +29,7 @@ from xtm_composer.reconcile.actions import Remove
 from xtm_composer.reconcile.executor import Executor, PassReport
 from xtm_composer.reconcile.memory import ConnectorMemory
 from xtm_composer.reconcile.planner import Plan, PlanContext, plan
+from xtm_composer.status_file import write_status
 
 log = get_logger(__name__)
 
@@ -74,6 +76,7 @@ class PlatformRuntime:
     max_removals_fraction: float = 0.2
     memory: dict[str, ConnectorMemory] = field(default_factory=dict)
     pending_orphans: frozenset[str] = frozenset()
+    status_file: Path | None = None
     registered: asyncio.Event = field(default_factory=asyncio.Event)
     platform_version: str | None = None
     last_pass: PassResult | None = None
@@ -128,6 +131,11 @@ class PlatformRuntime:
         )
         report = await executor.run(current_plan)
         self._settle(desired, current_plan, report)
+        if self.status_file is not None:
+            try:
+                write_status(self.status_file, manager_id=self.manager_id, memory=self.memory, now=self.clock())
+            except OSError as exc:
+                log.warning("cannot write the status file", path=str(self.status_file), error=str(exc))
         result = PassResult(plan=current_plan, report=report, duration=time.perf_counter() - started)
         self.last_pass = result
         return result

@@ -10,9 +10,11 @@ from xtm_composer.domain import PlatformKind
 from xtm_composer.errors import ConfigurationError
 from xtm_composer.keys import load_manager_key
 from xtm_composer.orchestrators.base import Orchestrator
+from xtm_composer.orchestrators.files import default_data_directory
 from xtm_composer.platforms.http import build_async_client
 from xtm_composer.platforms.opencti import OpenCTIClient
 from xtm_composer.proxy import build_proxy_config
+from xtm_composer.status_file import status_path
 
 
 def build_orchestrator(kind: PlatformKind, settings: PlatformSettings, *, data_directory: Path | None) -> Orchestrator:
@@ -33,6 +35,7 @@ def build_runtimes(settings: Settings) -> list[PlatformRuntime]:
     if not settings.opencti.enable:
         raise ConfigurationError("no platform enabled: set opencti.enable (OPENCTI__ENABLE=true)")
     private_key = load_manager_key(settings.manager)
+    data_directory = settings.manager.data_directory or default_data_directory()
     runtimes = []
     for kind in (PlatformKind.OPENCTI,):
         platform_settings: PlatformSettings = getattr(settings, kind.value)
@@ -49,4 +52,5 @@ def build_runtimes(settings: Settings) -> list[PlatformRuntime]:
                 proxy=proxy,
             )
         )
+        runtimes[-1].status_file = status_path(data_directory, kind)
     return runtimes
