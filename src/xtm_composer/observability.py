@@ -89,7 +89,12 @@ def configure_logging(settings: LoggerSettings, *, base_dir: Path | None = None)
     for noisy in ("httpx", "httpcore", "urllib3", "docker", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if settings.level in ("trace", "debug") else logging.WARNING)
     structlog.configure(
-        processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Events below the level are dropped first, before any processor spends time on them.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

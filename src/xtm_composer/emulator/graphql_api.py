@@ -11,11 +11,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     GraphQLError,
     GraphQLObjectType,
     GraphQLResolveInfo,
@@ -191,6 +192,14 @@ ROOT_RESOLVERS: dict[tuple[str, str], Resolver] = {
 }
 
 
+@lru_cache(maxsize=256)
+def _parsed_and_validated(schema: GraphQLSchema, query: str) -> tuple[DocumentNode, tuple[GraphQLError, ...]]:
+    """Parse and validate a document once: clients send the same few documents again and again
+    (Apollo Server, in front of OpenCTI, caches them the same way)."""
+    document = parse(query)
+    return document, tuple(validate(schema, document))
+
+
 @cache
 def emulator_schema() -> GraphQLSchema:
     """The executable schema: our SDL with the root resolvers bound (built once per process)."""
@@ -252,10 +261,9 @@ class GraphQLEndpoint:
         if problem:
             return GraphQLResponse(400, {"errors": [_error(problem, "BAD_REQUEST")]})
         try:
-            document = parse(payload["query"])
+            document, invalid = _parsed_and_validated(self.schema, payload["query"])
         except GraphQLSyntaxError as exc:
             return GraphQLResponse(200, {"errors": [_formatted(exc, "GRAPHQL_PARSE_FAILED")]})
-        invalid = validate(self.schema, document)
         if invalid:
             self.state.count_call("validation_failures")
             errors = [_formatted(e, "GRAPHQL_VALIDATION_FAILED") for e in invalid]

@@ -9,6 +9,7 @@ from xtm_composer.errors import PlatformTLSError, PlatformUnavailable
 from xtm_composer.proxy import ProxyConfig, build_proxy_config
 
 USER_AGENT = "xtm-composer"
+CONNECTION_POOL_SIZE = 8
 
 
 def bypasses_proxy(url: str, no_proxy: str | None) -> bool:
@@ -36,6 +37,9 @@ def build_async_client(
     return httpx.AsyncClient(
         base_url=settings.url,
         timeout=timeout,
+        # A small pool: the executor bounds concurrency anyway, and httpcore's pool bookkeeping
+        # grows with the number of open connections.
+        limits=httpx.Limits(max_connections=CONNECTION_POOL_SIZE, max_keepalive_connections=CONNECTION_POOL_SIZE),
         # TLS is verified unless the operator explicitly opted out for this platform; a proxy CA
         # bundle is trusted in addition to the system CAs.
         verify=proxy_config.ssl_context(verify=not settings.unsecured_certificate),
