@@ -139,7 +139,13 @@ def test_manager_forget_and_platform_settings_are_visible_through_the_api(admin,
     assert admin.forget_manager() is True
     assert admin.manager() is None
     platform = admin.set_platform(version="7.260306.1", encryption=2, public_url="http://opencti:8080")
-    assert platform == {"version": "7.260306.1", "encryption": 2, "outage": False, "public_url": "http://opencti:8080"}
+    assert platform == {
+        "version": "7.260306.1",
+        "encryption": 2,
+        "outage": False,
+        "public_url": "http://opencti:8080",
+        "fault": None,
+    }
     assert state.version == "7.260306.1"
     assert admin.set_platform(outage=True)["outage"] is True
     assert httpx.post(f"{server.url}/graphql", json={"query": "{ about { version } }"}).status_code == 502
