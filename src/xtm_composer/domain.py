@@ -154,6 +154,9 @@ class WorkloadSpec:
     labels: dict[str, str]
     config_hash: str
     files: tuple[MountedFile, ...] = ()
+    # Keys whose values were encrypted on the platform: orchestrators that can keep them out of
+    # the workload definition (Kubernetes Secrets) do so.
+    sensitive_keys: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         keys = [k for k, _ in self.env]

@@ -129,6 +129,7 @@ def build_spec(
         labels=ownership_labels(manager_id=manager_id, connector_id=connector.id, platform=platform),
         config_hash=config_hash,
         files=files,
+        sensitive_keys=frozenset(entry.key for entry in connector.config if entry.encrypted),
     )
 
 
