@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,14 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from xtm_composer.config.settings import DebugSettings, PlatformSettings, Settings
 from xtm_composer.crypto import public_key_pkcs1_pem, public_key_spki_pem
 from xtm_composer.domain import ConnectorList, PlatformKind
-from xtm_composer.errors import ComposerError, OrchestratorError, PlatformError, PlatformRejected, PlatformUnsupported
+from xtm_composer.errors import (
+    ComposerError,
+    ManagerUnknown,
+    OrchestratorError,
+    PlatformError,
+    PlatformRejected,
+    PlatformUnsupported,
+)
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.base import Orchestrator
 from xtm_composer.platforms.base import Platform
@@ -77,6 +85,8 @@ class PlatformRuntime:
     memory: dict[str, ConnectorMemory] = field(default_factory=dict)
     pending_orphans: frozenset[str] = frozenset()
     status_file: Path | None = None
+    # Env every workload of this platform gets unless its configuration says otherwise.
+    platform_env: tuple[tuple[str, str], ...] = ()
     registered: asyncio.Event = field(default_factory=asyncio.Event)
     platform_version: str | None = None
     last_pass: PassResult | None = None
@@ -128,6 +138,7 @@ class PlatformRuntime:
             logs_tail=self.logs_tail,
             proxy=self.proxy,
             debug=self.debug,
+            platform_env=self.platform_env,
         )
         report = await executor.run(current_plan)
         self._settle(desired, current_plan, report)
@@ -180,15 +191,14 @@ class PlatformRuntime:
                     log.error("platform not supported", error=str(exc))
                     unsupported_said = True
                 delay = self.ping_alive_schedule
+            except ManagerUnknown as exc:
+                # The platform no longer knows us (reinstalled, state lost): register again now.
+                log.warning("platform forgot this manager: registering again", error=str(exc))
+                self.registered.clear()
+                delay = ALIVE_BACKOFF_START
             except PlatformRejected as exc:
-                if self.registered.is_set() and exc.code == "FUNCTIONAL_ERROR":
-                    # The platform no longer knows us (reinstalled, state lost): register again now.
-                    log.warning("platform forgot this manager: registering again", error=str(exc))
-                    self.registered.clear()
-                    delay = ALIVE_BACKOFF_START
-                else:
-                    log.error("platform refused the manager", error=str(exc))
-                    delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
+                log.error("platform refused the manager", error=str(exc))
+                delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
             except PlatformError as exc:
                 log.warning("platform unreachable", error=str(exc), retry_in=round(backoff, 1))
                 delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
@@ -242,6 +252,10 @@ class PlatformRuntime:
 
 async def run_daemon(runtimes: list[PlatformRuntime], stop: asyncio.Event) -> None:
     """Run every platform's loops until `stop` is set; a crashed loop stops the process."""
+    # Engine SDKs block: each concurrent action holds a worker thread, so the pool must not be
+    # the bottleneck of the configured concurrency (asyncio's default is cpu count + 4).
+    threads = sum(runtime.max_concurrency for runtime in runtimes) + 4
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="engine"))
     tasks: list[asyncio.Task[None]] = []
     for runtime in runtimes:
         tasks.append(asyncio.create_task(runtime.alive_loop(stop), name=f"{runtime.kind.value}-alive"))
@@ -292,5 +306,7 @@ def build_runtime(
         max_removals_fraction=settings.manager.max_removals_fraction,
         logs_tail=settings.manager.logs_tail,
         proxy=proxy or build_proxy_config(platform_settings, platform=kind.value),
+        # OpenCTI injects OPENCTI_URL into each contract; OpenAEV may not, so its URL is given here.
+        platform_env=(("OPENAEV_URL", platform_settings.url),) if kind is PlatformKind.OPENAEV else (),
         debug=settings.manager.debug,
     )

@@ -27,10 +27,8 @@ from xtm_composer.errors import (
     PlatformUnsupported,
 )
 from xtm_composer.keys import key_file_mode_problem, load_manager_key
-from xtm_composer.platforms.http import build_async_client
-from xtm_composer.platforms.opencti import OpenCTIClient
 from xtm_composer.proxy import build_proxy_config
-from xtm_composer.wiring import build_orchestrator
+from xtm_composer.wiring import build_orchestrator, build_platform
 
 MINIMUM_OPENCTI = (6, 8)
 
@@ -93,12 +91,15 @@ def check_key(settings: Settings) -> CheckResult:
     return CheckResult("private key", True, f"RSA-{key.key_size} from {source}")
 
 
-async def _check_platform(kind: PlatformKind, settings: PlatformSettings) -> list[CheckResult]:
+async def _check_platform(kind: PlatformKind, settings: Settings) -> list[CheckResult]:
+    platform_settings: PlatformSettings = getattr(settings, kind.value)
     name = f"{kind.value} platform"
-    client = OpenCTIClient(build_async_client(settings, proxy_config=build_proxy_config(settings, platform=kind.value)))
+    proxy = build_proxy_config(platform_settings, platform=kind.value)
+    client = build_platform(kind, platform_settings, manager_id=settings.manager.id, proxy=proxy)
+    token_key = f"{kind.value}.token ({kind.value.upper()}__TOKEN)"
     try:
         version = await client.version()
-        connectors = await client.list_connectors(manager_id="check")
+        connectors = await client.list_connectors(manager_id=settings.manager.id)
     except PlatformTLSError as exc:
         return [
             CheckResult(
@@ -110,14 +111,21 @@ async def _check_platform(kind: PlatformKind, settings: PlatformSettings) -> lis
             )
         ]
     except PlatformAuthError as exc:
+        if kind is PlatformKind.OPENAEV and exc.code == "NOT_FOUND":
+            return [
+                CheckResult(
+                    name,
+                    False,
+                    f"token accepted but the composer endpoints answer 404: {exc}",
+                    "run the composer once so it registers, and give the token's user the xtm-composer permission",
+                )
+            ]
         return [
             CheckResult(
                 name,
                 False,
                 f"token refused: {exc}",
-                f"set {kind.value}.token "
-                f"({kind.value.upper()}__TOKEN) to the token of a user with the connector-manager "
-                "capability",
+                f"set {token_key} to the token of a user allowed to manage connectors",
             )
         ]
     except PlatformUnsupported as exc:
@@ -127,14 +135,14 @@ async def _check_platform(kind: PlatformKind, settings: PlatformSettings) -> lis
             CheckResult(
                 name,
                 False,
-                f"unreachable at {settings.url}: {exc}",
+                f"unreachable at {platform_settings.url}: {exc}",
                 f"check {kind.value}.url and that this host can reach it",
             )
         ]
     finally:
         await client.aclose()
-    results = [CheckResult(name, True, f"{settings.url} answers, token accepted, version {version}")]
-    if _version_tuple(version) < MINIMUM_OPENCTI:
+    results = [CheckResult(name, True, f"{platform_settings.url} answers, token accepted, version {version}")]
+    if kind is PlatformKind.OPENCTI and _version_tuple(version) < MINIMUM_OPENCTI:
         results.append(
             CheckResult(
                 f"{kind.value} version",
@@ -182,12 +190,7 @@ def run_checks(config_dir: Path | None) -> Iterator[CheckResult]:
     if not enabled:
         yield CheckResult("platforms", False, "no platform enabled", "set opencti.enable: true (OPENCTI__ENABLE)")
     for kind in enabled:
-        if kind is PlatformKind.OPENAEV:
-            yield CheckResult(
-                "openaev platform", False, "OpenAEV support is not available yet", "set openaev.enable: false"
-            )
-            continue
-        yield from asyncio.run(_check_platform(kind, getattr(settings, kind.value)))
+        yield from asyncio.run(_check_platform(kind, settings))
         yield asyncio.run(_check_orchestrator(kind, settings))
 
 

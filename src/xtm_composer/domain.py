@@ -110,6 +110,8 @@ class Workload:
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     config_hash: str | None = None
     engine_id: str | None = None
+    # Why a workload that should run is not up, when the engine says (e.g. "CrashLoopBackOff: …").
+    detail: str | None = field(default=None, compare=False)
 
     @property
     def connector_id(self) -> str | None:
@@ -131,6 +133,8 @@ class Health:
     restart_count: int
     started_at: datetime | None
     is_in_reboot_loop: bool
+    # The engine's reason when the workload is not running (e.g. "CrashLoopBackOff"); not reported.
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

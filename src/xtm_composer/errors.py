@@ -8,13 +8,16 @@
     │   ├── PlatformUnavailable     network failure, timeout, 5xx, unparsable answer: try again later
     │   │   └── PlatformTLSError    the platform certificate is not trusted
     │   ├── PlatformRejected        the platform answered with an error (GraphQL code / HTTP 4xx)
-    │   │   └── PlatformAuthError   bad or missing token, missing capability
+    │   │   ├── PlatformAuthError   bad or missing token, missing capability
+    │   │   ├── ManagerUnknown      the platform forgot this manager: register again
+    │   │   └── ConnectorGone       a report for a connector deleted meanwhile
     │   └── PlatformUnsupported     platform too old for the composer operations
     └── OrchestratorError
         ├── WorkloadNotFound
         ├── WorkloadConflict        a name already taken (by something that is not ours)
         ├── ImagePullError
-        ├── InvalidWorkloadSpec     rejected before any API call (e.g. invalid env name)
+        ├── InvalidWorkloadSpec     rejected before any API call (e.g. invalid env name), or by the engine
+        ├── OrchestratorForbidden   the engine refused the composer's credentials or permissions (RBAC)
         └── OrchestratorUnavailable engine unreachable or failing: try again later
 
 Messages never include secret values: they name connectors and keys only.
@@ -59,6 +62,14 @@ class PlatformRejected(PlatformError):
         self.code = code
 
 
+class ManagerUnknown(PlatformRejected):
+    """The platform does not know this manager (reinstalled, state lost): register again."""
+
+
+class ConnectorGone(PlatformRejected):
+    """A report was for a connector deleted on the platform since the pass listed it."""
+
+
 class PlatformAuthError(PlatformRejected):
     """The token is missing, wrong, or lacks a capability."""
 
@@ -85,6 +96,10 @@ class ImagePullError(OrchestratorError):
 
 class InvalidWorkloadSpec(OrchestratorError):
     """The workload cannot be built from the connector's configuration."""
+
+
+class OrchestratorForbidden(OrchestratorError):
+    """The engine rejected the composer's credentials or lacks a permission; the message names it."""
 
 
 class OrchestratorUnavailable(OrchestratorError):

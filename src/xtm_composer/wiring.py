@@ -11,9 +11,11 @@ from xtm_composer.errors import ConfigurationError
 from xtm_composer.keys import load_manager_key
 from xtm_composer.orchestrators.base import Orchestrator
 from xtm_composer.orchestrators.files import default_data_directory
+from xtm_composer.platforms.base import Platform
 from xtm_composer.platforms.http import build_async_client
+from xtm_composer.platforms.openaev import OpenAEVClient
 from xtm_composer.platforms.opencti import OpenCTIClient
-from xtm_composer.proxy import build_proxy_config
+from xtm_composer.proxy import ProxyConfig, build_proxy_config
 from xtm_composer.status_file import status_path
 
 
@@ -29,19 +31,26 @@ def build_orchestrator(kind: PlatformKind, settings: PlatformSettings, *, data_d
     raise ConfigurationError(f"{kind.value}.daemon.selector: '{selector}' is not supported yet (supported: docker)")
 
 
+def build_platform(kind: PlatformKind, settings: PlatformSettings, *, manager_id: str, proxy: ProxyConfig) -> Platform:
+    http = build_async_client(settings, proxy_config=proxy)
+    if kind is PlatformKind.OPENAEV:
+        return OpenAEVClient(http, manager_id=manager_id)
+    return OpenCTIClient(http)
+
+
 def build_runtimes(settings: Settings) -> list[PlatformRuntime]:
-    if settings.openaev.enable:
-        raise ConfigurationError("openaev.enable: OpenAEV support is not available yet")
-    if not settings.opencti.enable:
-        raise ConfigurationError("no platform enabled: set opencti.enable (OPENCTI__ENABLE=true)")
+    """One runtime per enabled platform, each with its own client, orchestrator, registry and proxy."""
+    kinds = [kind for kind in PlatformKind if getattr(settings, kind.value).enable]
+    if not kinds:
+        raise ConfigurationError("no platform enabled: set opencti.enable or openaev.enable (OPENCTI__ENABLE=true)")
     private_key = load_manager_key(settings.manager)
     data_directory = settings.manager.data_directory or default_data_directory()
     runtimes = []
-    for kind in (PlatformKind.OPENCTI,):
+    for kind in kinds:
         platform_settings: PlatformSettings = getattr(settings, kind.value)
         orchestrator = build_orchestrator(kind, platform_settings, data_directory=settings.manager.data_directory)
         proxy = build_proxy_config(platform_settings, platform=kind.value)
-        platform = OpenCTIClient(build_async_client(platform_settings, proxy_config=proxy))
+        platform = build_platform(kind, platform_settings, manager_id=settings.manager.id, proxy=proxy)
         runtimes.append(
             build_runtime(
                 kind,

@@ -10,7 +10,7 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from xtm_composer.crypto import private_key_pkcs8_pem
+from xtm_composer.crypto import load_private_key_file, private_key_pkcs8_pem, public_key_spki_pem
 
 from .conftest import TOKEN
 
@@ -89,3 +89,23 @@ def test_key_readable_by_others_fails_the_check(tmp_path, emulator, key_file):
 def test_missing_composer_env_file_is_named(tmp_path, emulator, key_file):
     code, out = check(tmp_path, emulator.server.url, key_file, COMPOSER_ENV="staging")
     assert code == 1 and "staging.yaml" in out and "unset COMPOSER_ENV" in out
+
+
+def test_openaev_is_checked_too(tmp_path, emulator, key_file):
+    from xtm_composer.emulator.server import EmulatorServer
+    from xtm_composer.emulator.state import EmulatorState
+
+    state = EmulatorState(token=TOKEN, kind="openaev")
+    with EmulatorServer(state) as aev:
+        extra = {
+            "OPENAEV__ENABLE": "true",
+            "OPENAEV__URL": aev.url,
+            "OPENAEV__TOKEN": TOKEN,
+            "OPENAEV__DAEMON__SELECTOR": "docker",
+        }
+        code, out = check(tmp_path, emulator.server.url, key_file, **extra)
+        assert code == 1 and "[FAIL] openaev platform" in out and "registers" in out  # not registered yet
+        state.register_manager("check-manager", "x", public_key_spki_pem(load_private_key_file(key_file)))
+        code, out = check(tmp_path, emulator.server.url, key_file, **extra)
+        assert code == 0, out
+        assert "[ok  ] openaev platform" in out and "[ok  ] openaev orchestrator (docker)" in out

@@ -145,6 +145,8 @@ def test_manager_forget_and_platform_settings_are_visible_through_the_api(admin,
         "outage": False,
         "public_url": "http://opencti:8080",
         "fault": None,
+        "permission": True,
+        "kind": "opencti",
     }
     assert state.version == "7.260306.1"
     assert admin.set_platform(outage=True)["outage"] is True

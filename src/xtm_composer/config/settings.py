@@ -74,10 +74,21 @@ class RegistrySettings(Section):
 
 
 class KubernetesSettings(Section):
+    # Always | IfNotPresent | Never; anything else is warned about and replaced by IfNotPresent.
     image_pull_policy: str = "IfNotPresent"
+    # A Deployment (YAML object, or JSON text) merged under ours: ours wins, the rest is kept.
     base_deployment: dict[str, Any] | None = None
     base_deployment_json: str | None = None
+    # The connector container's `resources` ({requests: {...}, limits: {...}}).
     image_resources: dict[str, Any] | None = None
+    # Namespace of the connectors' Deployments; default: the composer pod's own namespace
+    # (service-account mount), else the kubeconfig context's, else `default`.
+    namespace: str | None = None
+    # Kubeconfig file and context; default: in-cluster service account when running in a pod,
+    # else $KUBECONFIG / ~/.kube/config and its current context.
+    kubeconfig: str | None = None
+    context: str | None = None
+    request_timeout: float = Field(default=30, gt=0, description="seconds per API server request")
 
 
 class PortainerSettings(Section):

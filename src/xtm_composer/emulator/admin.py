@@ -31,7 +31,7 @@ Endpoint = Callable[[Request, EmulatorState], Awaitable[Response]]
 Handler = Callable[[Request], Awaitable[Response]]
 ADD_FIELDS = frozenset({"name", "image", "config", "secrets", "type", "start"})
 EDIT_FIELDS = frozenset({"name", "image", "config", "secrets"})
-PLATFORM_FIELDS = frozenset({"version", "outage", "encryption", "public_url", "fault"})
+PLATFORM_FIELDS = frozenset({"version", "outage", "encryption", "public_url", "fault", "permission"})
 
 
 class AdminRequestError(Exception):
@@ -92,6 +92,8 @@ def platform_json(platform: PlatformView) -> dict[str, Any]:
         "outage": platform.outage,
         "public_url": platform.public_url,
         "fault": platform.fault,
+        "permission": platform.permission,
+        "kind": platform.kind,
     }
 
 
@@ -226,6 +228,7 @@ async def set_platform(request: Request, state: EmulatorState) -> Response:
         encryption_version=_typed(body, "encryption", int, "1 or 2"),
         public_url=_typed(body, "public_url", str, "a string"),
         fault=_typed(body, "fault", str, "a string"),
+        permission=_typed(body, "permission", bool, "true or false"),
     )
     return JSONResponse(platform_json(platform))
 

@@ -73,18 +73,22 @@ def serve(
     public_url: Annotated[
         str | None, typer.Option(help="OPENCTI_URL served to connectors (default: the listen address).")
     ] = None,
+    kind: Annotated[
+        str, typer.Option(help="Platform to emulate: opencti (GraphQL) or openaev (REST under /api).")
+    ] = "opencti",
 ) -> None:
     """Run the emulator in the foreground until interrupted."""
     try:
         state = EmulatorState(
-            token=token, version=platform_version, encryption_version=encryption, public_url=public_url
+            token=token, version=platform_version, encryption_version=encryption, public_url=public_url, kind=kind
         )
         seeded = seed_demo(state, image=image) if seed else []
     except EmulatorError as exc:
         fail(exc.message)
+    where = f"http://{host}:{port}/graphql" if kind == "opencti" else f"http://{host}:{port}/api"
     typer.echo(
-        f"OpenCTI emulator {platform_version} (secrets v{encryption}) on http://{host}:{port}/graphql, "
-        f"{len(seeded)} connector(s) seeded"
+        f"{'OpenCTI' if kind == 'opencti' else 'OpenAEV'} emulator {platform_version} (secrets v{encryption}) "
+        f"on {where}, {len(seeded)} connector(s) seeded"
     )
     try:
         serve_forever(state, host=host, port=port)

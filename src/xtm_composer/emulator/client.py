@@ -144,6 +144,7 @@ class EmulatorAdmin:
         encryption: int | None = None,
         public_url: str | None = None,
         fault: str | None = None,
+        permission: bool | None = None,
     ) -> JSON:
         fields = {
             "version": version,
@@ -151,6 +152,7 @@ class EmulatorAdmin:
             "encryption": encryption,
             "public_url": public_url,
             "fault": fault,
+            "permission": permission,
         }
         body = {k: v for k, v in fields.items() if v is not None}
         return self._call("PUT", "/platform", body)  # type: ignore[no-any-return]

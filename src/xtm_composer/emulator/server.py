@@ -26,6 +26,7 @@ from starlette.routing import Mount, Route
 
 from xtm_composer.emulator.admin import admin_routes, request_state
 from xtm_composer.emulator.graphql_api import GraphQLEndpoint
+from xtm_composer.emulator.rest_api import rest_routes
 from xtm_composer.emulator.state import EmulatorState
 
 OUTAGE_PAGE = (
@@ -41,6 +42,8 @@ def create_app(state: EmulatorState) -> Starlette:
 
     async def graphql(request: Request) -> Response:
         current = request_state(request)
+        if current.kind != "opencti":
+            return JSONResponse({"error": "this emulator serves the OpenAEV REST API"}, status_code=404)
         if current.outage:
             current.count_call("outage_rejections")
             return HTMLResponse(OUTAGE_PAGE, status_code=502)
@@ -61,6 +64,7 @@ def create_app(state: EmulatorState) -> Starlette:
             Route("/graphql", graphql, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Mount("/admin", routes=admin_routes()),
+            *rest_routes(),
         ],
         exception_handlers={HTTPException: http_error},
     )

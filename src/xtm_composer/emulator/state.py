@@ -53,6 +53,9 @@ REQUESTED_STOPPED = "stopped"  # what a connector created without a start reques
 CURRENT_STATUSES = frozenset({"started", "stopped"})
 ENCRYPTION_VERSIONS = frozenset({1, 2})
 INJECTED_KEYS = ("CONNECTOR_ID", "CONNECTOR_NAME", "CONNECTOR_TYPE", "OPENCTI_URL", "OPENCTI_TOKEN")
+OPENAEV_INJECTED_KEYS = ("OPENAEV_URL", "OPENAEV_TOKEN")
+PLATFORM_KINDS = ("opencti", "openaev")
+OPENAEV_LOG_PUSHES_KEPT = 3
 NOT_FOUND_MESSAGE = "Cant find element to update"
 
 
@@ -113,6 +116,8 @@ class PlatformView:
     outage: bool
     public_url: str
     fault: str | None = None
+    permission: bool = True
+    kind: str = "opencti"
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,7 @@ class _Connector:
     current_status: str | None = None
     reset_generation: int = 0
     logs: list[str] = field(default_factory=list)
+    pushes: list[list[str]] = field(default_factory=list)
     health: _Health | None = None
 
 
@@ -219,7 +225,13 @@ class EmulatorState:
         public_url: str | None = None,
         health_ttl: float = HEALTH_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
+        kind: str = "opencti",
     ) -> None:
+        if kind not in PLATFORM_KINDS:
+            raise EmulatorError(f"kind must be one of {', '.join(PLATFORM_KINDS)}")
+        # "openaev": the REST twin (PROTOCOL.md §4): SPKI keys only, v1 encryption, logs kept as
+        # the set of lines of the 3 newest pushes, OPENAEV_* entries injected.
+        self.kind = kind
         self._lock = threading.RLock()
         self._clock = clock
         self._health_ttl = health_ttl
@@ -229,6 +241,7 @@ class EmulatorState:
         self._public_url = public_url
         self._outage = False
         self._fault: str | None = None
+        self._permission = True
         self._manager: _Manager | None = None
         self._connectors: dict[str, _Connector] = {}
         self._calls: Counter[str] = Counter()
@@ -296,6 +309,8 @@ class EmulatorState:
                 outage=self._outage,
                 public_url=self._public_url or DEFAULT_PUBLIC_URL,
                 fault=self._fault,
+                permission=self._permission,
+                kind=self.kind,
             )
 
     def set_platform(
@@ -306,6 +321,7 @@ class EmulatorState:
         encryption_version: int | None = None,
         public_url: str | None = None,
         fault: str | None = None,
+        permission: bool | None = None,
     ) -> PlatformView:
         """Change any of the platform settings at once (all checked before any is applied).
 
@@ -331,6 +347,9 @@ class EmulatorState:
                 self._public_url = public_url
             if fault is not None:
                 self._fault = None if fault == "none" else fault
+            if permission is not None:
+                # False: the token's user lacks the composer permission (OpenAEV then answers 404).
+                self._permission = bool(permission)
             return self.platform()
 
     def check_token(self, presented: str | None) -> bool:
@@ -360,6 +379,8 @@ class EmulatorState:
         """Create or update the single manager; encrypt any secret still waiting for a key."""
         _check_text(manager_id, "manager id")
         _check_text(name, "manager name")
+        if self.kind == "openaev" and "-----BEGIN PUBLIC KEY-----" not in public_key:
+            raise EmulatorError("Invalid public key: OpenAEV reads SPKI PEM ('BEGIN PUBLIC KEY') only")
         try:
             key = load_public_key(public_key)
         except (ValueError, TypeError) as exc:
@@ -428,7 +449,7 @@ class EmulatorState:
                 name=name,
                 image=image,
                 type=connector_type,
-                token=_Entry("OPENCTI_TOKEN", str(uuid.uuid4()), sensitive=True),
+                token=_Entry(f"{self.kind.upper()}_TOKEN", str(uuid.uuid4()), sensitive=True),
                 created_at=self._clock(),
                 requested_status=REQUESTED_STARTING if start else REQUESTED_STOPPED,
             )
@@ -528,10 +549,15 @@ class EmulatorState:
             return self._view(connector)
 
     def report_logs(self, connector_id: str, logs: Sequence[str]) -> str:
-        """Replace the stored log lines (the platform keeps only the last push)."""
+        """OpenCTI replaces the stored lines with the last push; OpenAEV keeps the 3 newest pushes as
+        one set of lines (order and duplicates lost)."""
         with self._lock:
             connector = self._get(connector_id)
-            connector.logs = list(logs)
+            if self.kind == "openaev":
+                connector.pushes = [*connector.pushes, list(logs)][-OPENAEV_LOG_PUSHES_KEPT:]
+                connector.logs = sorted({line for push in connector.pushes for line in push})
+            else:
+                connector.logs = list(logs)
             return connector.id
 
     def report_health(self, connector_id: str, *, restart_count: int, started_at: str, is_in_reboot_loop: bool) -> str:
@@ -585,13 +611,17 @@ class EmulatorState:
                 return ServedEntry(entry.key, entry.blob, True)
             return ServedEntry(entry.key, entry.value, False)
 
-        injected = [
-            _Entry("CONNECTOR_ID", connector.id, False),
-            _Entry("CONNECTOR_NAME", connector.name, False),
-            _Entry("CONNECTOR_TYPE", connector.type, False),
-            _Entry("OPENCTI_URL", self._public_url or DEFAULT_PUBLIC_URL, False),
-            connector.token,
-        ]
+        url = self._public_url or DEFAULT_PUBLIC_URL
+        if self.kind == "openaev":
+            injected = [_Entry("OPENAEV_URL", url, False), connector.token]
+        else:
+            injected = [
+                _Entry("CONNECTOR_ID", connector.id, False),
+                _Entry("CONNECTOR_NAME", connector.name, False),
+                _Entry("CONNECTOR_TYPE", connector.type, False),
+                _Entry("OPENCTI_URL", url, False),
+                connector.token,
+            ]
         return tuple(serve(e) for e in [*connector.entries, *injected])
 
     def _health(self, connector: _Connector) -> HealthView | None:

@@ -16,9 +16,12 @@ def is_in_reboot_loop(*, restart_count: int, started_at: datetime | None, now: d
     return started_at is None or now - started_at < REBOOT_LOOP_WINDOW
 
 
-def health_from_state(*, restart_count: int, started_at: datetime | None, now: datetime) -> Health:
+def health_from_state(
+    *, restart_count: int, started_at: datetime | None, now: datetime, reason: str | None = None
+) -> Health:
     return Health(
         restart_count=restart_count,
         started_at=started_at,
         is_in_reboot_loop=is_in_reboot_loop(restart_count=restart_count, started_at=started_at, now=now),
+        reason=reason,
     )

@@ -21,6 +21,8 @@ from xtm_composer.domain import (
     RequestedStatus,
 )
 from xtm_composer.errors import (
+    ConnectorGone,
+    ManagerUnknown,
     PlatformAuthError,
     PlatformRejected,
     PlatformUnavailable,
@@ -99,7 +101,12 @@ class OpenCTIClient:
         return _about_version(data.get("registerConnectorsManager"), "registerConnectorsManager")
 
     async def ping(self, *, manager_id: str) -> str:
-        data = await self._execute(PING, {"input": {"id": manager_id}}, operation="ping")
+        try:
+            data = await self._execute(PING, {"input": {"id": manager_id}}, operation="ping")
+        except PlatformRejected as exc:
+            if exc.code == "FUNCTIONAL_ERROR":  # "Cant find element to update"
+                raise ManagerUnknown(str(exc), code=exc.code) from None
+            raise
         return _about_version(data.get("updateConnectorManagerStatus"), "updateConnectorManagerStatus")
 
     async def list_connectors(self, *, manager_id: str) -> ConnectorList:
@@ -111,16 +118,14 @@ class OpenCTIClient:
         return parse_connector_list(items)
 
     async def report_status(self, connector_id: str, status: CurrentStatus) -> None:
-        await self._execute(
+        await self._report(
             REPORT_STATUS,
             {"input": {"id": connector_id, "status": status.value}},
             operation="updateConnectorCurrentStatus",
         )
 
     async def report_logs(self, connector_id: str, lines: list[str]) -> None:
-        await self._execute(
-            REPORT_LOGS, {"input": {"id": connector_id, "logs": lines}}, operation="updateConnectorLogs"
-        )
+        await self._report(REPORT_LOGS, {"input": {"id": connector_id, "logs": lines}}, operation="updateConnectorLogs")
 
     async def report_health(self, connector_id: str, health: Health) -> None:
         started_at = health.started_at.isoformat().replace("+00:00", "Z") if health.started_at else ""
@@ -132,7 +137,15 @@ class OpenCTIClient:
                 "is_in_reboot_loop": health.is_in_reboot_loop,
             }
         }
-        await self._execute(REPORT_HEALTH, variables, operation="updateConnectorHealth")
+        await self._report(REPORT_HEALTH, variables, operation="updateConnectorHealth")
+
+    async def _report(self, document: str, variables: dict[str, Any], *, operation: str) -> None:
+        try:
+            await self._execute(document, variables, operation=operation)
+        except PlatformRejected as exc:
+            if exc.code == "FUNCTIONAL_ERROR":  # "Cant find element to update": deleted meanwhile
+                raise ConnectorGone(str(exc), code=exc.code) from None
+            raise
 
     async def _execute(self, document: str, variables: dict[str, Any] | None, *, operation: str) -> dict[str, Any]:
         try:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from xtm_composer.config.settings import DebugSettings
 from xtm_composer.crypto import decrypt_value
 from xtm_composer.domain import Connector, PlatformKind, WorkloadSpec, WorkloadState
-from xtm_composer.errors import ComposerError, DecryptionError, PlatformRejected, WorkloadConflict
+from xtm_composer.errors import ComposerError, ConnectorGone, DecryptionError, WorkloadConflict
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.base import Orchestrator
 from xtm_composer.orchestrators.health import health_from_state
@@ -93,6 +93,7 @@ class Executor:
         logs_tail: int = 100,
         proxy: ProxyConfig | None = None,
         debug: DebugSettings | None = None,
+        platform_env: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self._platform = platform
         self._orchestrator = orchestrator
@@ -106,6 +107,7 @@ class Executor:
         self._logs_tail = logs_tail
         self._proxy = proxy or ProxyConfig()
         self._debug = debug or DebugSettings()
+        self._platform_env = platform_env
 
     async def run(self, plan: Plan) -> PassReport:
         report = PassReport()
@@ -129,12 +131,10 @@ class Executor:
             with bound:
                 try:
                     await self._run_one(action, report)
-                except PlatformRejected as exc:
-                    if isinstance(action, _REPORTS) and exc.code == "FUNCTIONAL_ERROR":
-                        # Deleted on the platform after this pass listed it: nothing to report to.
-                        log.info("report dropped: connector no longer on the platform", description=describe(action))
-                        return ActionOutcome(action)
-                    return self._failed(action, connector_id, str(exc), report, level="error")
+                except ConnectorGone:
+                    # Deleted on the platform after this pass listed it: nothing to report to.
+                    log.info("report dropped: connector no longer on the platform", description=describe(action))
+                    return ActionOutcome(action)
                 except ComposerError as exc:
                     return self._failed(action, connector_id, str(exc), report, level="error")
                 except Exception as exc:  # an unexpected bug in one action must not stop the others
@@ -244,7 +244,7 @@ class Executor:
             env_entries=entries,
             manager_id=self._manager_id,
             platform=self._platform_kind,
-            base_env=self._proxy.workload_env,
+            base_env=(*self._platform_env, *self._proxy.workload_env),
             files=self._proxy.workload_files(),
         )
         if self._debug.show_env_vars:
