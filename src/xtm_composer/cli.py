@@ -97,12 +97,13 @@ def keygen(
 def demo(
     duration: Annotated[float, typer.Option("--duration", help="Stop after this many seconds (0: until Ctrl-C).")] = 0,
     story: Annotated[bool, typer.Option("--story/--no-story", help="Play admin actions while it runs.")] = True,
+    openaev: Annotated[bool, typer.Option("--openaev/--no-openaev", help="Run OpenAEV collectors too.")] = True,
 ) -> None:
     """Run the composer against a seeded platform emulator on the local Docker Engine, with a live table."""
     from xtm_composer.demo import run_demo
 
     try:
-        run_demo(duration=duration, story=story)
+        run_demo(duration=duration, story=story, with_openaev=openaev)
     except ComposerError as exc:
         fail(str(exc), code=1)
 

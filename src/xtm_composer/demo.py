@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,15 +35,15 @@ from xtm_composer.config.settings import (
 from xtm_composer.crypto import generate_private_key
 from xtm_composer.daemon import PlatformRuntime, build_runtime, run_daemon
 from xtm_composer.domain import LABEL_MANAGER, PlatformKind, Workload
-from xtm_composer.emulator.seed import seed_demo
+from xtm_composer.emulator.seed import seed_demo, seed_openaev_demo
 from xtm_composer.emulator.server import EmulatorServer
 from xtm_composer.emulator.state import EmulatorState
 from xtm_composer.errors import ComposerError
 from xtm_composer.images import DEMO_IMAGE, ensure_demo_image
 from xtm_composer.observability import configure_logging
 from xtm_composer.orchestrators.docker_engine import DockerOrchestrator
-from xtm_composer.platforms.http import build_async_client
-from xtm_composer.platforms.opencti import OpenCTIClient
+from xtm_composer.proxy import build_proxy_config
+from xtm_composer.wiring import build_platform
 
 DEMO_MANAGER_ID = "xtm-composer-demo"
 DEMO_TOKEN = "demo-token"
@@ -119,8 +120,14 @@ def _log_message(line: str) -> str:
     return line
 
 
-def _render(state: EmulatorState, workloads: dict[str, Workload], events: list[str], elapsed: float) -> Group:
+def _render(
+    platforms: list[tuple[PlatformKind, EmulatorState]],
+    workloads: dict[str, Workload],
+    events: list[str],
+    elapsed: float,
+) -> Group:
     table = Table(title=f"xtm-composer demo: {elapsed:4.0f}s (Ctrl-C to stop)", expand=True)
+    table.add_column("platform", no_wrap=True)
     table.add_column("connector", no_wrap=True, ratio=3)
     table.add_column("requested", no_wrap=True)
     table.add_column("reported", no_wrap=True)
@@ -128,32 +135,45 @@ def _render(state: EmulatorState, workloads: dict[str, Workload], events: list[s
     table.add_column("restarts", no_wrap=True, justify="right")
     table.add_column("loop", no_wrap=True)
     table.add_column("last log line", no_wrap=True, ratio=4)
-    for connector in state.connectors():
-        workload = workloads.get(connector.id)
-        health = connector.health
-        table.add_row(
-            connector.name,
-            connector.requested_status,
-            connector.current_status or "-",
-            workload.state.value if workload else "-",
-            str(health.restart_count) if health else "-",
-            Text("yes", style="bold red") if health and health.is_in_reboot_loop else Text("no"),
-            _log_message(connector.logs[-1]) if connector.logs else "",
-        )
+    for kind, state in platforms:
+        for connector in state.connectors():
+            workload = workloads.get(connector.id)
+            health = connector.health
+            table.add_row(
+                kind.value,
+                connector.name,
+                connector.requested_status,
+                connector.current_status or "-",
+                workload.state.value if workload else "-",
+                str(health.restart_count) if health else "-",
+                Text("yes", style="bold red") if health and health.is_in_reboot_loop else Text("no"),
+                _log_message(connector.logs[-1]) if connector.logs else "",
+            )
     lines = [Text(f"• {event}") for event in events[-6:]]
     return Group(table, *lines)
 
 
-async def _run(duration: float, story: bool, console: Console, log_file: Path) -> None:
+def _platform_settings(url: str) -> PlatformSettings:
+    return PlatformSettings(
+        enable=True, url=url, token=DEMO_TOKEN, logs_schedule=3, daemon=DaemonSettings(selector="docker")
+    )
+
+
+async def _run(duration: float, story: bool, with_openaev: bool, console: Console, log_file: Path) -> None:
     client = _docker_client()
     removed = remove_demo_containers(client)  # leftovers of an interrupted earlier demo
     console.print(f"Docker Engine ready{f' (removed {removed} leftover demo containers)' if removed else ''}.")
     ensure_demo_image(client)
     console.print("Generating a throw-away RSA-4096 key for this demo…")
     key = generate_private_key()
-    state = EmulatorState(token=DEMO_TOKEN)
-    seed_demo(state, image=DEMO_IMAGE)
-    server = EmulatorServer(state).start()
+    opencti_state = EmulatorState(token=DEMO_TOKEN)
+    seed_demo(opencti_state, image=DEMO_IMAGE)
+    platforms: list[tuple[PlatformKind, EmulatorState]] = [(PlatformKind.OPENCTI, opencti_state)]
+    if with_openaev:
+        openaev_state = EmulatorState(token=DEMO_TOKEN, kind="openaev")
+        seed_openaev_demo(openaev_state, image=DEMO_IMAGE)
+        platforms.append((PlatformKind.OPENAEV, openaev_state))
+    servers = {kind: EmulatorServer(state).start() for kind, state in platforms}
     settings = Settings(
         manager=ManagerSettings(
             id=DEMO_MANAGER_ID,
@@ -162,29 +182,36 @@ async def _run(duration: float, story: bool, console: Console, log_file: Path) -
             ping_alive_schedule=10,
             health_interval=10,
         ),
-        opencti=PlatformSettings(
-            enable=True, url=server.url, token=DEMO_TOKEN, logs_schedule=3, daemon=DaemonSettings(selector="docker")
-        ),
+        **{kind.value: _platform_settings(server.url) for kind, server in servers.items()},
     )
     configure_logging(LoggerSettings(level="info", format="json", console=False, directory=str(log_file.parent)))
-    orchestrator = DockerOrchestrator()
-    runtime: PlatformRuntime = build_runtime(
-        PlatformKind.OPENCTI,
-        settings=settings,
-        platform=OpenCTIClient(build_async_client(settings.opencti)),
-        orchestrator=orchestrator,
-        private_key=key,
-    )
-    console.print(f"Platform emulator on {server.url}; composer logs in {log_file}")
+    runtimes: list[PlatformRuntime] = []
+    for kind, server in servers.items():
+        platform_settings: PlatformSettings = getattr(settings, kind.value)
+        runtimes.append(
+            build_runtime(
+                kind,
+                settings=settings,
+                platform=build_platform(
+                    kind,
+                    platform_settings,
+                    manager_id=DEMO_MANAGER_ID,
+                    proxy=build_proxy_config(platform_settings, platform=kind.value),
+                ),
+                orchestrator=DockerOrchestrator(),
+                private_key=key,
+            )
+        )
+        console.print(f"{kind.value} emulator on {server.url}")
+    console.print(f"composer logs in {log_file}")
+    observer = DockerOrchestrator()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    import signal
-
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    daemon = asyncio.create_task(run_daemon([runtime], stop), name="demo-daemon")
+    daemon = asyncio.create_task(run_daemon(runtimes, stop), name="demo-daemon")
     steps = _story() if story else []
-    events = ["composer started: registering with the platform"]
+    events = ["composer started: registering with the platform" + ("s" if with_openaev else "")]
     started = time.monotonic()
     try:
         with Live(console=console, refresh_per_second=2, transient=False) as live:
@@ -193,19 +220,19 @@ async def _run(duration: float, story: bool, console: Console, log_file: Path) -
                 while steps and steps[0].at <= elapsed:
                     step = steps.pop(0)
                     try:
-                        step.act(state)
+                        step.act(opencti_state)
                         events.append(f"{elapsed:4.0f}s {step.text}")
                     except Exception as exc:  # a story step must never break the demo
                         events.append(f"{elapsed:4.0f}s {step.text}: skipped ({exc})")
                 try:
                     workloads = {
                         w.connector_id: w
-                        for w in await orchestrator.list_workloads(manager_id=DEMO_MANAGER_ID)
+                        for w in await observer.list_workloads(manager_id=DEMO_MANAGER_ID)
                         if w.connector_id
                     }
                 except ComposerError:
                     workloads = {}
-                live.update(_render(state, workloads, events, elapsed))
+                live.update(_render(platforms, workloads, events, elapsed))
                 if duration and elapsed >= duration:
                     break
                 with contextlib.suppress(TimeoutError):
@@ -216,15 +243,16 @@ async def _run(duration: float, story: bool, console: Console, log_file: Path) -
             await daemon
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        server.stop()
+        for server in servers.values():
+            server.stop()
         removed = remove_demo_containers(client)
         client.close()
         console.print()
-        console.print(f"Demo over: removed {removed} demo containers, emulator stopped.")
+        console.print(f"Demo over: removed {removed} demo containers, emulators stopped.")
 
 
-def run_demo(*, duration: float, story: bool) -> None:
+def run_demo(*, duration: float, story: bool, with_openaev: bool = True) -> None:
     console = Console()
     # Kept after the demo so its logs can be read.
     log_file = Path(tempfile.mkdtemp(prefix="xtm-composer-demo-")) / "xtm-composer.log"
-    asyncio.run(_run(duration, story, console, log_file))
+    asyncio.run(_run(duration, story, with_openaev, console, log_file))

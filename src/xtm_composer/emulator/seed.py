@@ -75,3 +75,24 @@ def seed_demo(state: EmulatorState, *, image: str = DEFAULT_DEMO_IMAGE) -> list[
         state.add_connector(demo.name, image, config=demo.config, secrets=demo.secrets, start=demo.start)
         for demo in DEMO_CONNECTORS
     ]
+
+
+OPENAEV_DEMO_COLLECTORS = (
+    DemoConnector(
+        name="MITRE ATT&CK Collector",
+        config={"COLLECTOR_PERIOD": "3600", "COLLECTOR_LOG_LEVEL": "info"},
+    ),
+    DemoConnector(
+        name="Microsoft Defender Collector",
+        config={"COLLECTOR_PERIOD": "60", "MICROSOFT_DEFENDER_TENANT_ID": "00000000-demo-tenant"},
+        secrets={"MICROSOFT_DEFENDER_CLIENT_SECRET": "demo-defender-5c1e7a0b9d3f"},
+    ),
+)
+
+
+def seed_openaev_demo(state: EmulatorState, *, image: str = DEFAULT_DEMO_IMAGE) -> list[ConnectorView]:
+    """Add two OpenAEV collectors (both requested to start) and return them."""
+    return [
+        state.add_connector(demo.name, image, config=demo.config, secrets=demo.secrets, start=demo.start)
+        for demo in OPENAEV_DEMO_COLLECTORS
+    ]
