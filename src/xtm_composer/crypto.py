@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -100,8 +104,44 @@ def public_key_spki_pem(key: rsa.RSAPrivateKey) -> str:
     )
 
 
-def decrypt_value(blob: str, key: rsa.RSAPrivateKey) -> str:
-    """Decrypt one hybrid-encrypted value. Raises DecryptionError with a reason, never the value."""
+class KeyHandle(Protocol):
+    """An RSA-4096 private key the composer can use, wherever it lives (memory, PKCS#11 token)."""
+
+    label: str  # where it comes from, for messages and counters (never key material)
+
+    def public_key(self) -> rsa.RSAPublicKey: ...
+
+    def unwrap(self, version: int, block: bytes) -> bytes:
+        """RSA-decrypt the 512-byte block of a blob; raise ValueError when it does not decrypt."""
+        ...
+
+
+class SoftwareKey:
+    """A private key held in this process's memory (from a file or the configuration)."""
+
+    def __init__(self, key: rsa.RSAPrivateKey, *, label: str = "private key") -> None:
+        self._key = key
+        self.label = label
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._key.public_key()
+
+    def unwrap(self, version: int, block: bytes) -> bytes:
+        return self._key.decrypt(block, OAEP_SHA256 if version == VERSION_OAEP_SHA256 else padding.PKCS1v15())
+
+    def __repr__(self) -> str:
+        return f"SoftwareKey(label={self.label!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBlob:
+    version: int
+    rsa_block: bytes
+    sealed: bytes  # AES-GCM ciphertext with its tag
+
+
+def parse_blob(blob: str) -> ParsedBlob:
+    """Check the wire format; a malformed blob is an error whatever the key."""
     try:
         raw = base64.b64decode(blob.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -110,25 +150,75 @@ def decrypt_value(blob: str, key: rsa.RSAPrivateKey) -> str:
     if len(raw) < header + GCM_TAG_BYTES:
         raise DecryptionError(f"value is too short ({len(raw)} bytes) to be an encrypted blob")
     version = raw[0]
-    if version == VERSION_PKCS1V15:
-        rsa_padding: padding.AsymmetricPadding = padding.PKCS1v15()
-    elif version == VERSION_OAEP_SHA256:
-        rsa_padding = OAEP_SHA256
-    else:
+    if version not in (VERSION_PKCS1V15, VERSION_OAEP_SHA256):
         raise DecryptionError(f"unknown encryption version byte {version}")
+    return ParsedBlob(version=version, rsa_block=raw[1:header], sealed=raw[header:])
+
+
+def decrypt_with(parsed: ParsedBlob, key: KeyHandle) -> str:
     try:
-        key_material = key.decrypt(raw[1:header], rsa_padding)
+        key_material = key.unwrap(parsed.version, parsed.rsa_block)
     except ValueError as exc:
-        raise DecryptionError(f"RSA decryption failed (version {version}; wrong key?)") from exc
+        raise DecryptionError(f"RSA decryption failed (version {parsed.version}; wrong key?)") from exc
     if len(key_material) != AES_KEY_BYTES + IV_BYTES:
         # With PKCS#1 v1.5 implicit rejection, a wrong key yields random bytes of random length.
         raise DecryptionError(f"RSA block holds {len(key_material)} bytes, expected 44 (wrong key?)")
     aes_key, iv = key_material[:AES_KEY_BYTES], key_material[AES_KEY_BYTES:]
     try:
-        plaintext = AESGCM(aes_key).decrypt(iv, raw[header:], None)
+        plaintext = AESGCM(aes_key).decrypt(iv, parsed.sealed, None)
     except InvalidTag as exc:
         raise DecryptionError("AES-GCM authentication failed (tampered value or wrong key)") from exc
     try:
         return plaintext.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecryptionError("decrypted value is not UTF-8 text") from exc
+
+
+def decrypt_value(blob: str, key: rsa.RSAPrivateKey) -> str:
+    """Decrypt one hybrid-encrypted value. Raises DecryptionError with a reason, never the value."""
+    return decrypt_with(parse_blob(blob), SoftwareKey(key))
+
+
+class KeyRing:
+    """The current key (registered with the platforms) and the previous ones (rotation).
+
+    Values are encrypted once, when saved, with the key registered then: after a rotation the
+    platform still holds values under an old key. Decryption tries the current key first, then
+    each previous key; `uses` counts which key opened how many values, so an admin knows when a
+    previous key can be retired.
+    """
+
+    def __init__(self, current: KeyHandle, previous: Sequence[KeyHandle] = ()) -> None:
+        self.current = current
+        self.previous = tuple(previous)
+        self.uses: Counter[str] = Counter()
+
+    @classmethod
+    def of(cls, key: rsa.RSAPrivateKey | KeyRing) -> KeyRing:
+        return key if isinstance(key, KeyRing) else cls(SoftwareKey(key))
+
+    def public_key_pkcs1(self) -> str:
+        return public_pem(self.current.public_key(), serialization.PublicFormat.PKCS1)
+
+    def public_key_spki(self) -> str:
+        return public_pem(self.current.public_key(), serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def decrypt(self, blob: str) -> str:
+        parsed = parse_blob(blob)
+        first_error: DecryptionError | None = None
+        for key in (self.current, *self.previous):
+            try:
+                value = decrypt_with(parsed, key)
+            except DecryptionError as exc:
+                first_error = first_error or exc
+                continue
+            self.uses[key.label] += 1
+            return value
+        assert first_error is not None
+        if self.previous:
+            raise DecryptionError(f"{first_error} (also tried {len(self.previous)} previous key(s))")
+        raise first_error
+
+
+def public_pem(key: rsa.RSAPublicKey, fmt: serialization.PublicFormat) -> str:
+    return key.public_bytes(serialization.Encoding.PEM, fmt).decode("ascii")

@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from xtm_composer.config.settings import DebugSettings, PlatformSettings, Settings
-from xtm_composer.crypto import public_key_pkcs1_pem, public_key_spki_pem
+from xtm_composer.crypto import KeyRing
 from xtm_composer.domain import ConnectorList, PlatformKind
 from xtm_composer.errors import (
     ComposerError,
@@ -70,7 +70,8 @@ class PlatformRuntime:
     settings: PlatformSettings
     manager_id: str
     manager_name: str
-    private_key: RSAPrivateKey
+    # The key ring (current + previous keys); an RSAPrivateKey is accepted and wrapped.
+    private_key: RSAPrivateKey | KeyRing
     execute_schedule: float
     ping_alive_schedule: float
     health_interval: float = 30.0
@@ -91,11 +92,15 @@ class PlatformRuntime:
     platform_version: str | None = None
     last_pass: PassResult | None = None
 
+    def __post_init__(self) -> None:
+        self.keys = KeyRing.of(self.private_key)
+
     @property
     def public_key(self) -> str:
         # OpenCTI parses PKCS#1 only; OpenAEV parses SPKI only (PROTOCOL.md §2).
-        key = public_key_pkcs1_pem if self.kind is PlatformKind.OPENCTI else public_key_spki_pem
-        return key(self.private_key)
+        if self.kind is PlatformKind.OPENCTI:
+            return self.keys.public_key_pkcs1()
+        return self.keys.public_key_spki()
 
     def plan_context(self) -> PlanContext:
         return PlanContext(
@@ -129,7 +134,7 @@ class PlatformRuntime:
         executor = Executor(
             platform=self.platform,
             orchestrator=self.orchestrator,
-            private_key=self.private_key,
+            keys=self.keys,
             manager_id=self.manager_id,
             platform_kind=self.kind,
             memory=self.memory,
@@ -283,7 +288,7 @@ def build_runtime(
     settings: Settings,
     platform: Platform,
     orchestrator: Orchestrator,
-    private_key: RSAPrivateKey,
+    private_key: RSAPrivateKey | KeyRing,
     proxy: ProxyConfig | None = None,
 ) -> PlatformRuntime:
     platform_settings: PlatformSettings = getattr(settings, kind.value)

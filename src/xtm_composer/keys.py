@@ -9,7 +9,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from xtm_composer.config.settings import ManagerSettings
-from xtm_composer.crypto import generate_private_key, load_private_key, load_private_key_file, private_key_pkcs8_pem
+from xtm_composer.crypto import (
+    KeyHandle,
+    KeyRing,
+    SoftwareKey,
+    generate_private_key,
+    load_private_key,
+    load_private_key_file,
+    private_key_pkcs8_pem,
+)
 from xtm_composer.errors import ConfigurationError, CredentialsKeyError
 from xtm_composer.observability import get_logger
 
@@ -47,6 +55,32 @@ def load_manager_key(manager: ManagerSettings) -> RSAPrivateKey:
         "manager.credentials_key_filepath (or manager.credentials_key): a 4096-bit RSA private key is required; "
         "create one with `xtm-composer keygen PATH`"
     )
+
+
+def load_previous_key(entry: str, manager: ManagerSettings) -> KeyHandle:
+    if entry.startswith("pkcs11:"):
+        if manager.credentials_key_pkcs11 is None:
+            raise ConfigurationError(f"manager.credentials_previous_keys: {entry} needs manager.credentials_key_pkcs11")
+        from xtm_composer.pkcs11_key import open_pkcs11_key
+
+        return open_pkcs11_key(manager.credentials_key_pkcs11, key_label=entry.removeprefix("pkcs11:"))
+    path = Path(entry)
+    return SoftwareKey(load_private_key_file(path), label=str(path))
+
+
+def load_keyring(manager: ManagerSettings) -> KeyRing:
+    """The current key (PKCS#11 token, file or inline value) and the previous ones."""
+    if manager.credentials_key_pkcs11 is not None:
+        from xtm_composer.pkcs11_key import open_pkcs11_key
+
+        current: KeyHandle = open_pkcs11_key(manager.credentials_key_pkcs11)
+    else:
+        source = (
+            str(manager.credentials_key_filepath) if manager.credentials_key_filepath else "manager.credentials_key"
+        )
+        current = SoftwareKey(load_manager_key(manager), label=source)
+    previous = [load_previous_key(entry, manager) for entry in manager.credentials_previous_keys]
+    return KeyRing(current, previous)
 
 
 def write_new_key(path: Path, *, overwrite: bool = False) -> RSAPrivateKey:

@@ -37,6 +37,29 @@ class DebugSettings(Section):
     show_sensitive_env_vars: bool = False
 
 
+class Pkcs11Settings(Section):
+    """The private key in a PKCS#11 token (HSM); it never leaves the token."""
+
+    module: Path  # the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so
+    token_label: str = Field(min_length=1)
+    key_label: str | None = None
+    key_id: str | None = None  # hex
+    pin_env: str | None = None  # name of the environment variable holding the user PIN
+    pin_file: Path | None = None
+    # How v2 (OAEP-SHA256) blobs are opened: "token" asks the token for RSA-OAEP with SHA-256
+    # (the right way); "raw" uses the token's raw RSA (CKM_RSA_X_509) and decodes OAEP on the host,
+    # for tokens that only do OAEP with SHA-1 (SoftHSM2 2.6). "raw" must be chosen explicitly.
+    oaep: Literal["token", "raw"] = "token"
+
+    @model_validator(mode="after")
+    def _one_key_and_one_pin(self) -> Pkcs11Settings:
+        if not (self.key_label or self.key_id):
+            raise ValueError("key_label or key_id is required")
+        if not (self.pin_env or self.pin_file):
+            raise ValueError("pin_env or pin_file is required (the PIN is never written inline)")
+        return self
+
+
 class ManagerSettings(Section):
     id: str = Field(min_length=1)
     name: str = "Filigran connector manager"
@@ -44,6 +67,9 @@ class ManagerSettings(Section):
     ping_alive_schedule: float = Field(default=60, gt=0, description="seconds between pings")
     credentials_key: str | None = None
     credentials_key_filepath: Path | None = None
+    credentials_key_pkcs11: Pkcs11Settings | None = None
+    # Keys used before a rotation: file paths, or "pkcs11:<key label>" in the same token.
+    credentials_previous_keys: list[str] = []
     logger: LoggerSettings = LoggerSettings()
     debug: DebugSettings = DebugSettings()
     max_concurrent_actions: int = Field(default=16, ge=1, le=64)

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from xtm_composer.config.settings import DebugSettings
-from xtm_composer.crypto import decrypt_value
+from xtm_composer.crypto import KeyRing
 from xtm_composer.domain import Connector, PlatformKind, WorkloadSpec, WorkloadState
 from xtm_composer.errors import ComposerError, ConnectorGone, DecryptionError, WorkloadConflict
 from xtm_composer.observability import get_logger
@@ -83,7 +82,7 @@ class Executor:
         *,
         platform: Platform,
         orchestrator: Orchestrator,
-        private_key: RSAPrivateKey,
+        keys: KeyRing,
         manager_id: str,
         platform_kind: PlatformKind,
         memory: MutableMapping[str, ConnectorMemory],
@@ -97,7 +96,7 @@ class Executor:
     ) -> None:
         self._platform = platform
         self._orchestrator = orchestrator
-        self._key = private_key
+        self._keys = keys
         self._manager_id = manager_id
         self._platform_kind = platform_kind
         self._memory = memory
@@ -263,7 +262,7 @@ class Executor:
                 entries.append((entry.key, entry.value))
                 continue
             try:
-                entries.append((entry.key, decrypt_value(entry.value, self._key)))
+                entries.append((entry.key, self._keys.decrypt(entry.value)))
             except DecryptionError as exc:
                 raise DecryptionError(
                     f"cannot decrypt configuration key {entry.key} of connector {connector.name!r} "
