@@ -162,6 +162,33 @@ def check(config_dir: ConfigDir = None) -> None:
     raise typer.Exit(0 if ok else 1)
 
 
+keys_app = typer.Typer(help="Manage the composer's private keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate")
+def keys_rotate(config_dir: ConfigDir = None) -> None:
+    """Replace the key file by a new RSA-4096 key; the old one is kept (in <key file>.previous/) to decrypt
+    values saved before. A running composer registers the new public key at its next ping."""
+    from xtm_composer.keys import rotate_key
+
+    settings = _load(config_dir)
+    path = settings.manager.credentials_key_filepath
+    if path is None:
+        fail("keys rotate needs manager.credentials_key_filepath (inline and PKCS#11 keys are rotated by their owner)")
+    try:
+        kept = rotate_key(path)
+    except ComposerError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot rotate {path}: {exc.strerror or exc}")
+    typer.echo(f"new key written to {path}; the previous key is kept as {kept}")
+    typer.echo(
+        "values saved on the platforms before now stay encrypted under the previous key: keep it until "
+        "`xtm-composer check` reports that no value needs it"
+    )
+
+
 @app.command()
 def version() -> None:
     """Print the composer version."""

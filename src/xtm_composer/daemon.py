@@ -29,6 +29,7 @@ from xtm_composer.errors import (
     PlatformRejected,
     PlatformUnsupported,
 )
+from xtm_composer.keys import KeySource
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.base import Orchestrator
 from xtm_composer.platforms.base import Platform
@@ -92,8 +93,20 @@ class PlatformRuntime:
     platform_version: str | None = None
     last_pass: PassResult | None = None
 
+    # When set, keys come from here and are re-read after a rotation (a new key is registered).
+    key_source: KeySource | None = None
+
     def __post_init__(self) -> None:
-        self.keys = KeyRing.of(self.private_key)
+        self._static_keys = KeyRing.of(self.private_key)
+        self._registered_generation = 0
+
+    @property
+    def keys(self) -> KeyRing:
+        return self.key_source.ring() if self.key_source is not None else self._static_keys
+
+    @property
+    def _key_generation(self) -> int:
+        return self.key_source.generation if self.key_source is not None else 0
 
     @property
     def public_key(self) -> str:
@@ -186,8 +199,13 @@ class PlatformRuntime:
                     await self._register()
                 else:
                     version = await self.platform.ping(manager_id=self.manager_id)
+                    if self.key_source is not None:
+                        self.key_source.ring()  # reads the key files again if they changed (rotation)
                     if self.platform_version is not None and version != self.platform_version:
                         log.info("platform version changed: registering again", old=self.platform_version, new=version)
+                        await self._register()
+                    elif self._key_generation != self._registered_generation:
+                        log.info("key rotated: registering the new public key")
                         await self._register()
                 backoff = ALIVE_BACKOFF_START
                 delay = self.ping_alive_schedule
@@ -216,6 +234,7 @@ class PlatformRuntime:
             manager_id=self.manager_id, name=self.manager_name, public_key=self.public_key
         )
         self.platform_version = registered_version or version
+        self._registered_generation = self._key_generation
         if not self.registered.is_set():
             log.info("manager registered", platform_version=self.platform_version, manager_id=self.manager_id)
         self.registered.set()

@@ -15,18 +15,20 @@ from pathlib import Path
 
 from xtm_composer.config import Settings, load_settings
 from xtm_composer.config.settings import PlatformSettings
-from xtm_composer.domain import PlatformKind
+from xtm_composer.crypto import KeyRing
+from xtm_composer.domain import ConnectorList, PlatformKind
 from xtm_composer.errors import (
     ComposerError,
     ConfigurationError,
     CredentialsKeyError,
+    DecryptionError,
     OrchestratorError,
     PlatformAuthError,
     PlatformError,
     PlatformTLSError,
     PlatformUnsupported,
 )
-from xtm_composer.keys import key_file_mode_problem, load_manager_key
+from xtm_composer.keys import key_file_mode_problem, load_keyring, load_manager_key
 from xtm_composer.proxy import build_proxy_config
 from xtm_composer.wiring import build_orchestrator, build_platform
 
@@ -57,8 +59,24 @@ def check_configuration(config_dir: Path | None) -> tuple[CheckResult, Settings 
     return CheckResult("configuration", True, f"valid; platforms enabled: {', '.join(platforms) or 'none'}"), settings
 
 
-def check_key(settings: Settings) -> CheckResult:
+def check_key(settings: Settings) -> tuple[CheckResult, KeyRing | None]:
+    result = _check_key(settings)
+    if not result.ok:
+        return result, None
+    try:
+        return result, load_keyring(settings.manager)
+    except ComposerError as exc:
+        return CheckResult("previous keys", False, str(exc), "fix or remove manager.credentials_previous_keys"), None
+
+
+def _check_key(settings: Settings) -> CheckResult:
     manager = settings.manager
+    if manager.credentials_key_pkcs11 is not None:
+        try:
+            ring = load_keyring(manager)
+        except ComposerError as exc:
+            return CheckResult("private key", False, str(exc), "check the PKCS#11 module, token, key label and PIN")
+        return CheckResult("private key", True, f"in PKCS#11 token ({ring.current.label})")
     try:
         key = load_manager_key(manager)
     except ConfigurationError as exc:
@@ -91,7 +109,39 @@ def check_key(settings: Settings) -> CheckResult:
     return CheckResult("private key", True, f"RSA-{key.key_size} from {source}")
 
 
-async def _check_platform(kind: PlatformKind, settings: Settings) -> list[CheckResult]:
+def _secrets_result(kind: PlatformKind, connectors: ConnectorList, keys: KeyRing) -> CheckResult:
+    """How many stored values each key opens: tells when a previous key can be retired."""
+    unreadable: list[str] = []
+    total = 0
+    for connector in connectors.connectors:
+        for entry in connector.config:
+            if not entry.encrypted:
+                continue
+            total += 1
+            try:
+                keys.decrypt(entry.value)
+            except DecryptionError:
+                unreadable.append(f"{connector.name}/{entry.key}")
+    by_key = ", ".join(f"{n} by {label}" for label, n in keys.uses.most_common()) or "none"
+    detail = f"{total} encrypted values; opened {by_key}"
+    needing_previous = sum(n for label, n in keys.uses.items() if label != keys.current.label)
+    if keys.previous:
+        detail += f"; {needing_previous} still need a previous key" + (
+            "" if needing_previous else " (previous keys can be retired)"
+        )
+    keys.uses.clear()
+    if unreadable:
+        return CheckResult(
+            f"{kind.value} secrets",
+            False,
+            f"{detail}; no key opens {', '.join(unreadable[:10])}",
+            "re-enter these values in the platform, or add the key they were saved with to "
+            "manager.credentials_previous_keys",
+        )
+    return CheckResult(f"{kind.value} secrets", True, detail)
+
+
+async def _check_platform(kind: PlatformKind, settings: Settings, keys: KeyRing | None = None) -> list[CheckResult]:
     platform_settings: PlatformSettings = getattr(settings, kind.value)
     name = f"{kind.value} platform"
     proxy = build_proxy_config(platform_settings, platform=kind.value)
@@ -155,6 +205,8 @@ async def _check_platform(kind: PlatformKind, settings: Settings) -> list[CheckR
         results.append(
             CheckResult(f"{kind.value} connectors", True, f"{len(connectors.connectors)} managed connectors listed")
         )
+    if keys is not None:
+        results.append(_secrets_result(kind, connectors, keys))
     return results
 
 
@@ -185,12 +237,13 @@ def run_checks(config_dir: Path | None) -> Iterator[CheckResult]:
     yield config_result
     if settings is None:
         return
-    yield check_key(settings)
+    key_result, keys = check_key(settings)
+    yield key_result
     enabled = [kind for kind in PlatformKind if getattr(settings, kind.value).enable]
     if not enabled:
         yield CheckResult("platforms", False, "no platform enabled", "set opencti.enable: true (OPENCTI__ENABLE)")
     for kind in enabled:
-        yield from asyncio.run(_check_platform(kind, settings))
+        yield from asyncio.run(_check_platform(kind, settings, keys))
         yield asyncio.run(_check_orchestrator(kind, settings))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -18,7 +19,7 @@ from xtm_composer.crypto import (
     load_private_key_file,
     private_key_pkcs8_pem,
 )
-from xtm_composer.errors import ConfigurationError, CredentialsKeyError
+from xtm_composer.errors import ComposerError, ConfigurationError, CredentialsKeyError
 from xtm_composer.observability import get_logger
 
 log = get_logger(__name__)
@@ -57,6 +58,11 @@ def load_manager_key(manager: ManagerSettings) -> RSAPrivateKey:
     )
 
 
+def previous_keys_directory(key_path: Path) -> Path:
+    """Where `keys rotate` keeps the keys it replaced: `<key file>.previous/`."""
+    return key_path.with_name(key_path.name + ".previous")
+
+
 def load_previous_key(entry: str, manager: ManagerSettings) -> KeyHandle:
     if entry.startswith("pkcs11:"):
         if manager.credentials_key_pkcs11 is None:
@@ -80,7 +86,75 @@ def load_keyring(manager: ManagerSettings) -> KeyRing:
         )
         current = SoftwareKey(load_manager_key(manager), label=source)
     previous = [load_previous_key(entry, manager) for entry in manager.credentials_previous_keys]
+    if manager.credentials_key_filepath is not None:
+        rotated = previous_keys_directory(manager.credentials_key_filepath)
+        # Newest first: values saved just before the last rotation are the most common.
+        for path in sorted(rotated.glob("*.pem"), reverse=True) if rotated.is_dir() else []:
+            previous.append(SoftwareKey(load_private_key_file(path), label=str(path)))
     return KeyRing(current, previous)
+
+
+class KeySource:
+    """The key ring, read again when its files change (a rotation), so that a running composer
+    registers its new public key without a restart. A reload that fails keeps the keys in use."""
+
+    def __init__(self, manager: ManagerSettings) -> None:
+        self._manager = manager
+        self._stamp = self._files_stamp()
+        self._ring = load_keyring(manager)
+        self.generation = 0
+
+    def _files_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        path = self._manager.credentials_key_filepath
+        if path is None:
+            return ()
+        candidates = [path]
+        rotated = previous_keys_directory(path)
+        if rotated.is_dir():
+            candidates.extend(sorted(rotated.glob("*.pem")))
+        stamp = []
+        for candidate in candidates:
+            try:
+                info = candidate.stat()
+            except OSError:
+                continue
+            stamp.append((str(candidate), info.st_mtime_ns, info.st_size))
+        return tuple(stamp)
+
+    def ring(self) -> KeyRing:
+        stamp = self._files_stamp()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                ring = load_keyring(self._manager)
+            except ComposerError as exc:
+                log.error("key files changed but cannot be loaded: keeping the keys in use", error=str(exc))
+                return self._ring
+            if ring.current.public_key().public_numbers() != self._ring.current.public_key().public_numbers():
+                self.generation += 1
+                log.warning("a new current key was found: it will be registered", key=ring.current.label)
+            self._ring = ring
+        return self._ring
+
+
+def rotate_key(path: Path) -> Path:
+    """Replace the key file by a new RSA-4096 key; the old one moves to `<path>.previous/`.
+
+    Returns where the old key went. The old key stays usable for decryption (values saved before
+    the rotation remain encrypted under it on the platform) until an admin deletes it.
+    """
+    old = load_private_key_file(path)
+    rotated = previous_keys_directory(path)
+    rotated.mkdir(mode=0o700, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    kept = rotated / f"{stamp}.pem"
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private_key_pkcs8_pem(old))
+    temporary = path.with_name(path.name + ".new")
+    write_new_key(temporary, overwrite=True)
+    os.replace(temporary, path)
+    return kept
 
 
 def write_new_key(path: Path, *, overwrite: bool = False) -> RSAPrivateKey:

@@ -8,7 +8,7 @@ from xtm_composer.config.settings import PlatformSettings, Settings
 from xtm_composer.daemon import PlatformRuntime, build_runtime
 from xtm_composer.domain import PlatformKind
 from xtm_composer.errors import ConfigurationError
-from xtm_composer.keys import load_keyring
+from xtm_composer.keys import KeySource
 from xtm_composer.orchestrators.base import Orchestrator
 from xtm_composer.orchestrators.files import default_data_directory
 from xtm_composer.platforms.base import Platform
@@ -43,7 +43,7 @@ def build_runtimes(settings: Settings) -> list[PlatformRuntime]:
     kinds = [kind for kind in PlatformKind if getattr(settings, kind.value).enable]
     if not kinds:
         raise ConfigurationError("no platform enabled: set opencti.enable or openaev.enable (OPENCTI__ENABLE=true)")
-    keys = load_keyring(settings.manager)
+    keys = KeySource(settings.manager)
     data_directory = settings.manager.data_directory or default_data_directory()
     runtimes = []
     for kind in kinds:
@@ -57,9 +57,10 @@ def build_runtimes(settings: Settings) -> list[PlatformRuntime]:
                 settings=settings,
                 platform=platform,
                 orchestrator=orchestrator,
-                private_key=keys,
+                private_key=keys.ring(),
                 proxy=proxy,
             )
         )
         runtimes[-1].status_file = status_path(data_directory, kind)
+        runtimes[-1].key_source = keys
     return runtimes

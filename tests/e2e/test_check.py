@@ -42,7 +42,7 @@ def check(tmp_path, emulator_url, key_file, **overrides):
 def test_all_green_against_the_emulator_and_the_engine(tmp_path, emulator, key_file):
     code, out = check(tmp_path, emulator.server.url, key_file)
     assert code == 0, out
-    assert "FAIL" not in out and out.count("[ok  ]") == 5
+    assert "FAIL" not in out and out.count("[ok  ]") == 6
 
 
 def test_wrong_token_is_named_with_its_fix(tmp_path, emulator, key_file):
