@@ -175,6 +175,13 @@ class PlatformSettings(Section):
     enable: bool = False
     url: str = "http://localhost:4000"
     token: str = Field(default="", repr=False)
+    # The token read from a file (a mounted secret) instead of the configuration; wins over `token`.
+    token_file: Path | None = None
+    # Mutual TLS: the composer's client certificate and key, and the CA bundle that alone is trusted
+    # for the platform's certificate (pinned trust: the system CAs are then not used).
+    tls_client_cert: Path | None = None
+    tls_client_key: Path | None = None
+    tls_ca_bundle: Path | None = None
     unsecured_certificate: bool = False
     with_proxy: bool = False
     http_proxy: str | None = None
@@ -204,6 +211,8 @@ class Settings(Section):
     def _enabled_platform_has_token(self) -> Settings:
         for name in ("opencti", "openaev"):
             platform: PlatformSettings = getattr(self, name)
-            if platform.enable and not platform.token:
-                raise ValueError(f"{name}.token is required when {name}.enable is true")
+            if platform.enable and not (platform.token or platform.token_file):
+                raise ValueError(f"{name}.token (or {name}.token_file) is required when {name}.enable is true")
+            if bool(platform.tls_client_cert) != bool(platform.tls_client_key):
+                raise ValueError(f"{name}.tls_client_cert and {name}.tls_client_key go together")
         return self
