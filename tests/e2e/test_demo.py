@@ -28,7 +28,11 @@ def test_demo_runs_connectors_and_cleans_up(docker_client, tmp_path):
     assert "openaev" in result.stdout and "Collector" in result.stdout
     assert "removed 6 demo containers" in result.stdout  # 4 OpenCTI connectors, 2 OpenAEV collectors
     assert docker_client.containers.list(all=True, filters={"label": f"{LABEL_MANAGER}={DEMO_MANAGER_ID}"}) == []
-    for secret in ("demo-urlhaus-0f3c9a7e5b1d4c2a", "demo-otx-6b2e8d41c07f59a3e1d2c4b5a6978f00", "demo-defender-5c1e7a0b9d3f"):
+    for secret in (
+        "demo-urlhaus-0f3c9a7e5b1d4c2a",
+        "demo-otx-6b2e8d41c07f59a3e1d2c4b5a6978f00",
+        "demo-defender-5c1e7a0b9d3f",
+    ):
         assert secret not in result.stdout + result.stderr
 
 
