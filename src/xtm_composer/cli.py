@@ -49,20 +49,29 @@ def _load(config_dir: Path | None) -> Settings:
 @app.command()
 def run(config_dir: ConfigDir = None) -> None:
     """Run the composer: register with the platform(s) and reconcile connectors until stopped."""
+    from xtm_composer.telemetry import Telemetry
     from xtm_composer.wiring import build_runtimes
 
     settings = _load(config_dir)
     configure_logging(settings.manager.logger)
     try:
-        runtimes = build_runtimes(settings)
+        telemetry = Telemetry(
+            manager_id=settings.manager.id, alerts=settings.manager.alerts, audit=settings.manager.audit
+        )
+        runtimes = build_runtimes(settings, telemetry=telemetry)
     except ComposerError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"manager.audit.path: {exc.strerror or exc}")
     log.info("xtm-composer starting", version=__version__, platforms=[r.kind.value for r in runtimes])
-    exit_code = asyncio.run(_serve(runtimes))
+    try:
+        exit_code = asyncio.run(_serve(runtimes, telemetry, settings))
+    except ComposerError as exc:
+        fail(str(exc))
     raise typer.Exit(exit_code)
 
 
-async def _serve(runtimes: list) -> int:  # type: ignore[type-arg]
+async def _serve(runtimes: list, telemetry, settings: Settings) -> int:  # type: ignore[no-untyped-def, type-arg]
     from xtm_composer.daemon import run_daemon
 
     stop = asyncio.Event()
@@ -70,7 +79,7 @@ async def _serve(runtimes: list) -> int:  # type: ignore[type-arg]
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await run_daemon(runtimes, stop)
+        await run_daemon(runtimes, stop, telemetry=telemetry, monitoring=settings.manager.monitoring)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -18,18 +18,20 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from xtm_composer.config.settings import DebugSettings, PlatformSettings, Settings
+from xtm_composer.config.settings import DebugSettings, MonitoringSettings, PlatformSettings, Settings
 from xtm_composer.crypto import KeyRing
 from xtm_composer.domain import ConnectorList, PlatformKind
 from xtm_composer.errors import (
     ComposerError,
     ManagerUnknown,
     OrchestratorError,
+    PlatformAuthError,
     PlatformError,
     PlatformRejected,
     PlatformUnsupported,
 )
 from xtm_composer.keys import KeySource
+from xtm_composer.monitor import MonitorServer
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.base import Orchestrator
 from xtm_composer.platforms.base import Platform
@@ -39,6 +41,7 @@ from xtm_composer.reconcile.executor import Executor, PassReport
 from xtm_composer.reconcile.memory import ConnectorMemory
 from xtm_composer.reconcile.planner import Plan, PlanContext, plan
 from xtm_composer.status_file import write_status
+from xtm_composer.telemetry import NullTelemetry, Telemetry
 
 log = get_logger(__name__)
 
@@ -95,6 +98,7 @@ class PlatformRuntime:
 
     # When set, keys come from here and are re-read after a rotation (a new key is registered).
     key_source: KeySource | None = None
+    telemetry: Telemetry = field(default_factory=NullTelemetry)
 
     def __post_init__(self) -> None:
         self._static_keys = KeyRing.of(self.private_key)
@@ -157,6 +161,7 @@ class PlatformRuntime:
             proxy=self.proxy,
             debug=self.debug,
             platform_env=self.platform_env,
+            telemetry=self.telemetry,
         )
         report = await executor.run(current_plan)
         self._settle(desired, current_plan, report)
@@ -167,7 +172,27 @@ class PlatformRuntime:
                 log.warning("cannot write the status file", path=str(self.status_file), error=str(exc))
         result = PassResult(plan=current_plan, report=report, duration=time.perf_counter() - started)
         self.last_pass = result
+        self._record_pass(desired, result)
         return result
+
+    def _record_pass(self, desired: ConnectorList, result: PassResult) -> None:
+        platform = self.kind.value
+        metrics = self.telemetry.metrics
+        metrics.pass_duration.labels(platform).observe(result.duration)
+        metrics.last_success.labels(platform).set(time.time())
+        running = sum(1 for up in result.plan.expected_up.values() if up)
+        metrics.connectors.labels(platform, "running").set(running)
+        metrics.connectors.labels(platform, "stopped").set(len(result.plan.expected_up) - running)
+        metrics.connectors.labels(platform, "unusable").set(len(desired.unparsed_ids))
+        metrics.reboot_loops.labels(platform).set(sum(1 for m in self.memory.values() if m.loop_since is not None))
+        self.telemetry.health.engine_ok[platform] = True
+
+    def _platform_auth_failed(self, exc: PlatformError) -> None:
+        platform = self.kind.value
+        self.telemetry.metrics.auth_failures.labels(platform).inc()
+        self.telemetry.alerter.raise_alert(
+            "auth_failure", platform, f"{platform} refused the composer's token: {exc}", platform=platform
+        )
 
     def _settle(self, desired: ConnectorList, current_plan: Plan, report: PassReport) -> None:
         """What this pass leaves in memory for the next one."""
@@ -194,6 +219,7 @@ class PlatformRuntime:
         backoff = ALIVE_BACKOFF_START
         unsupported_said = False
         while not stop.is_set():
+            self.telemetry.health.beat(f"{self.kind.value}-alive", period=self.ping_alive_schedule)
             try:
                 if not self.registered.is_set():
                     await self._register()
@@ -209,6 +235,13 @@ class PlatformRuntime:
                         await self._register()
                 backoff = ALIVE_BACKOFF_START
                 delay = self.ping_alive_schedule
+                self.telemetry.health.registered[self.kind.value] = True
+                self.telemetry.alerter.clear("auth_failure", self.kind.value)
+            except PlatformAuthError as exc:
+                log.error("platform refused the composer's token", error=str(exc))
+                self._platform_auth_failed(exc)
+                self.telemetry.health.registered[self.kind.value] = False
+                delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
             except PlatformUnsupported as exc:
                 if not unsupported_said:
                     log.error("platform not supported", error=str(exc))
@@ -224,6 +257,7 @@ class PlatformRuntime:
                 delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
             except PlatformError as exc:
                 log.warning("platform unreachable", error=str(exc), retry_in=round(backoff, 1))
+                self.telemetry.health.registered[self.kind.value] = False
                 delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
             if await sleep_or_stop(stop, delay):
                 return
@@ -250,6 +284,7 @@ class PlatformRuntime:
                 return
         while not stop.is_set():
             started = time.monotonic()
+            self.telemetry.health.beat(f"{self.kind.value}-reconcile", period=self.execute_schedule)
             try:
                 # The stop event is only looked at between passes: an in-flight pass finishes.
                 result = await self.reconcile_once()
@@ -260,10 +295,14 @@ class PlatformRuntime:
                         failures=len(result.report.failures),
                         duration=round(result.duration, 3),
                     )
+            except PlatformAuthError as exc:
+                log.error("reconcile skipped: the platform refused the token; nothing removed", error=str(exc))
+                self._platform_auth_failed(exc)
             except PlatformError as exc:
                 log.warning("reconcile skipped: platform unavailable; nothing removed", error=str(exc))
             except OrchestratorError as exc:
                 log.warning("reconcile skipped: orchestrator unavailable", error=str(exc))
+                self.telemetry.health.engine_ok[self.kind.value] = False
             except ComposerError as exc:
                 log.error("reconcile pass failed", error=str(exc))
             if await sleep_or_stop(stop, self.execute_schedule - (time.monotonic() - started)):
@@ -274,16 +313,44 @@ class PlatformRuntime:
         await self.orchestrator.close()
 
 
-async def run_daemon(runtimes: list[PlatformRuntime], stop: asyncio.Event) -> None:
+WATCHDOG_INTERVAL_SECONDS = 5.0
+
+
+async def watch_loops(telemetry: Telemetry, stop: asyncio.Event) -> None:
+    """Raise one `stalled_loop` alert for a loop that stopped beating; clear it when it beats again."""
+    grace = telemetry.alert_settings.stalled_after
+    while not await sleep_or_stop(stop, WATCHDOG_INTERVAL_SECONDS):
+        stale = set(telemetry.health.stale_loops(grace=grace))
+        for loop_name in telemetry.health.beats:
+            if loop_name in stale:
+                telemetry.alerter.raise_alert("stalled_loop", loop_name, f"the {loop_name} loop made no progress")
+            else:
+                telemetry.alerter.clear("stalled_loop", loop_name)
+
+
+async def run_daemon(
+    runtimes: list[PlatformRuntime],
+    stop: asyncio.Event,
+    *,
+    telemetry: Telemetry | None = None,
+    monitoring: MonitoringSettings | None = None,
+) -> None:
     """Run every platform's loops until `stop` is set; a crashed loop stops the process."""
     # Engine SDKs block: each concurrent action holds a worker thread, so the pool must not be
     # the bottleneck of the configured concurrency (asyncio's default is cpu count + 4).
     threads = sum(runtime.max_concurrency for runtime in runtimes) + 4
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="engine"))
+    monitor = MonitorServer(monitoring, telemetry) if telemetry and monitoring and monitoring.enable else None
     tasks: list[asyncio.Task[None]] = []
     for runtime in runtimes:
         tasks.append(asyncio.create_task(runtime.alive_loop(stop), name=f"{runtime.kind.value}-alive"))
         tasks.append(asyncio.create_task(runtime.reconcile_loop(stop), name=f"{runtime.kind.value}-reconcile"))
+    helpers: list[asyncio.Task[None]] = []
+    if telemetry is not None:
+        helpers.append(asyncio.create_task(watch_loops(telemetry, stop), name="watchdog"))
+    if monitor is not None:
+        monitor.start()
+        log.info("monitoring endpoint listening", port=monitor.port)
     stopper = asyncio.create_task(stop.wait(), name="stop")
     try:
         done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -294,8 +361,13 @@ async def run_daemon(runtimes: list[PlatformRuntime], stop: asyncio.Event) -> No
         await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
     finally:
         stop.set()
-        for task in [*tasks, stopper]:
+        for task in [*tasks, *helpers, stopper]:
             task.cancel()
+        if monitor is not None:
+            await monitor.stop()
+        if telemetry is not None:
+            await telemetry.alerter.drain(timeout=5)
+            telemetry.close()
         for runtime in runtimes:
             with contextlib.suppress(Exception):
                 await runtime.close()

@@ -17,6 +17,7 @@ from xtm_composer.platforms.openaev import OpenAEVClient
 from xtm_composer.platforms.opencti import OpenCTIClient
 from xtm_composer.proxy import ProxyConfig, build_proxy_config
 from xtm_composer.status_file import status_path
+from xtm_composer.telemetry import Telemetry
 
 
 def build_orchestrator(kind: PlatformKind, settings: PlatformSettings, *, data_directory: Path | None) -> Orchestrator:
@@ -38,7 +39,7 @@ def build_platform(kind: PlatformKind, settings: PlatformSettings, *, manager_id
     return OpenCTIClient(http)
 
 
-def build_runtimes(settings: Settings) -> list[PlatformRuntime]:
+def build_runtimes(settings: Settings, *, telemetry: Telemetry | None = None) -> list[PlatformRuntime]:
     """One runtime per enabled platform, each with its own client, orchestrator, registry and proxy."""
     kinds = [kind for kind in PlatformKind if getattr(settings, kind.value).enable]
     if not kinds:
@@ -63,4 +64,6 @@ def build_runtimes(settings: Settings) -> list[PlatformRuntime]:
         )
         runtimes[-1].status_file = status_path(data_directory, kind)
         runtimes[-1].key_source = keys
+        if telemetry is not None:
+            runtimes[-1].telemetry = telemetry
     return runtimes

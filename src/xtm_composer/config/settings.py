@@ -60,6 +60,33 @@ class Pkcs11Settings(Section):
         return self
 
 
+class MonitoringSettings(Section):
+    """`/healthz`, `/readyz` and `/metrics` (Prometheus) over HTTP; off by default."""
+
+    enable: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
+class AlertSettings(Section):
+    """One structured `alert` log event per problem (and one webhook POST when a URL is set)."""
+
+    webhook_url: str | None = None
+    webhook_timeout: float = Field(default=5, gt=0)
+    webhook_attempts: int = Field(default=3, ge=1, le=10)
+    webhook_retry_delay: float = Field(default=1, ge=0, description="seconds before the first retry; doubles")
+    # A reconcile loop that completed no pass for this long (seconds) is "stalled".
+    stalled_after: float = Field(default=300, gt=0)
+
+
+class AuditSettings(Section):
+    """Append-only JSON lines, one per orchestrator action and per status reported; rotated by size."""
+
+    path: Path | None = None
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    backups: int = Field(default=10, ge=1)
+
+
 class ManagerSettings(Section):
     id: str = Field(min_length=1)
     name: str = "Filigran connector manager"
@@ -85,6 +112,9 @@ class ManagerSettings(Section):
     # /var/lib/xtm-composer as root, else ~/.local/share/xtm-composer.
     data_directory: Path | None = None
     strict_key_permissions: bool = False
+    monitoring: MonitoringSettings = MonitoringSettings()
+    alerts: AlertSettings = AlertSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("credentials_key", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ import structlog
 from xtm_composer.config.settings import DebugSettings
 from xtm_composer.crypto import KeyRing
 from xtm_composer.domain import Connector, PlatformKind, WorkloadSpec, WorkloadState
-from xtm_composer.errors import ComposerError, ConnectorGone, DecryptionError, WorkloadConflict
+from xtm_composer.errors import ComposerError, ConnectorGone, DecryptionError, PlatformAuthError, WorkloadConflict
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.base import Orchestrator
 from xtm_composer.orchestrators.health import health_from_state
@@ -42,10 +42,12 @@ from xtm_composer.reconcile.actions import (
 )
 from xtm_composer.reconcile.memory import ConnectorMemory
 from xtm_composer.reconcile.planner import Plan
+from xtm_composer.telemetry import NullTelemetry, Telemetry
 
 log = get_logger(__name__)
 
 _REPORTS = (ReportStatus, ReportHealth, ReportLogs)
+_AUDITED = (Deploy, Recreate, Start, Stop, Remove, ReportStatus)
 _PHASES: tuple[tuple[type, ...], ...] = (
     (Collision,),
     (Remove,),
@@ -93,6 +95,7 @@ class Executor:
         proxy: ProxyConfig | None = None,
         debug: DebugSettings | None = None,
         platform_env: tuple[tuple[str, str], ...] = (),
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._platform = platform
         self._orchestrator = orchestrator
@@ -107,6 +110,7 @@ class Executor:
         self._proxy = proxy or ProxyConfig()
         self._debug = debug or DebugSettings()
         self._platform_env = platform_env
+        self._telemetry = telemetry or NullTelemetry(manager_id)
 
     async def run(self, plan: Plan) -> PassReport:
         report = PassReport()
@@ -135,13 +139,60 @@ class Executor:
                     log.info("report dropped: connector no longer on the platform", description=describe(action))
                     return ActionOutcome(action)
                 except ComposerError as exc:
-                    return self._failed(action, connector_id, str(exc), report, level="error")
+                    outcome = self._failed(action, connector_id, str(exc), report, level="error")
+                    self._observe(action, outcome, exc)
+                    return outcome
                 except Exception as exc:  # an unexpected bug in one action must not stop the others
                     log.exception("action crashed", description=describe(action))
-                    return self._failed(action, connector_id, f"{type(exc).__name__}: {exc}", report, level=None)
+                    outcome = self._failed(action, connector_id, f"{type(exc).__name__}: {exc}", report, level=None)
+                    self._observe(action, outcome, exc)
+                    return outcome
         if connector_id is not None and not isinstance(action, Remove):
             self._memory_of(connector_id).record_success()
-        return ActionOutcome(action)
+        outcome = ActionOutcome(action)
+        self._observe(action, outcome, None)
+        return outcome
+
+    def _observe(self, action: Action, outcome: ActionOutcome, error: BaseException | None) -> None:
+        """Metrics for every action; an audit line for engine actions and status reports; alerts."""
+        platform = self._platform_kind.value
+        telemetry = self._telemetry
+        telemetry.metrics.actions.labels(platform, action.kind, "ok" if outcome.ok else "error").inc()
+        connector = None if isinstance(action, Remove) else action.connector
+        connector_id = connector.id if connector else action.workload.connector_id  # type: ignore[union-attr]
+        if isinstance(error, DecryptionError):
+            telemetry.metrics.decryption_failures.labels(platform).inc()
+            telemetry.alerter.raise_alert(
+                "decryption_failure",
+                f"{platform}/{connector_id}",
+                str(error),
+                platform=platform,
+                connector_id=connector_id,
+                connector_name=connector.name if connector else None,
+            )
+        elif isinstance(action, (Deploy, Recreate)) and outcome.ok:
+            telemetry.alerter.clear("decryption_failure", f"{platform}/{connector_id}")
+        if isinstance(error, PlatformAuthError):
+            telemetry.metrics.auth_failures.labels(platform).inc()
+        if isinstance(action, _AUDITED):
+            record = {
+                "manager": self._manager_id,
+                "platform": platform,
+                "connector_id": connector_id,
+                "connector_name": connector.name if connector else action.workload.name,  # type: ignore[union-attr]
+                "action": action.kind,
+                "outcome": "ok" if outcome.ok else "error",
+                "hash": connector.contract_hash if connector else action.workload.config_hash,  # type: ignore[union-attr]
+            }
+            if isinstance(action, ReportStatus):
+                record["status"] = action.status.value
+            if isinstance(action, Stop):
+                record["reason"] = action.reason
+            if isinstance(action, Remove):
+                record["reason"] = action.reason
+            if outcome.error:
+                record["error"] = outcome.error
+            telemetry.audit.write(**record)
 
     def _failed(
         self, action: Action, connector_id: str | None, error: str, report: PassReport, *, level: str | None
@@ -218,12 +269,23 @@ class Executor:
                     health.started_at.isoformat() if health.started_at else None,
                     health.is_in_reboot_loop,
                 )
+                loop_key = f"{self._platform_kind.value}/{connector.id}"
                 if health.is_in_reboot_loop:
                     if mem.loop_since is None:
                         mem.loop_since = self._clock()
                         log.warning("connector in a reboot loop", restart_count=restarts)
+                    self._telemetry.alerter.raise_alert(
+                        "reboot_loop",
+                        loop_key,
+                        f"{connector.name} restarted {restarts} times and is up < 5 min",
+                        platform=self._platform_kind.value,
+                        connector_id=connector.id,
+                        connector_name=connector.name,
+                        restart_count=restarts,
+                    )
                 else:
                     mem.loop_since = None
+                    self._telemetry.alerter.clear("reboot_loop", loop_key)
             case ReportLogs(connector=connector, workload=workload):
                 lines = await self._orchestrator.logs(workload, tail=self._logs_tail)
                 mem = self._memory_of(connector.id)
