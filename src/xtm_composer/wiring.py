@@ -22,14 +22,18 @@ from xtm_composer.telemetry import Telemetry
 
 def build_orchestrator(kind: PlatformKind, settings: PlatformSettings, *, data_directory: Path | None) -> Orchestrator:
     """The orchestrator of one platform, with that platform's own daemon and registry settings."""
-    selector = settings.daemon.selector
-    if selector == "docker":
+    daemon = settings.daemon
+    if daemon.selector == "docker":
         from xtm_composer.orchestrators.docker_engine import DockerOrchestrator
 
-        return DockerOrchestrator(
-            options=settings.daemon.docker, registry=settings.daemon.registry, files_directory=data_directory
-        )
-    raise ConfigurationError(f"{kind.value}.daemon.selector: '{selector}' is not supported yet (supported: docker)")
+        return DockerOrchestrator(options=daemon.docker, registry=daemon.registry, files_directory=data_directory)
+    if daemon.selector == "kubernetes":
+        from xtm_composer.orchestrators.kubernetes import KubernetesOrchestrator
+
+        return KubernetesOrchestrator(daemon.kubernetes, daemon.registry)
+    raise ConfigurationError(
+        f"{kind.value}.daemon.selector: '{daemon.selector}' is not supported yet (supported: docker, kubernetes)"
+    )
 
 
 def build_platform(kind: PlatformKind, settings: PlatformSettings, *, manager_id: str, proxy: ProxyConfig) -> Platform:

@@ -336,3 +336,22 @@ def test_the_limit_grows_with_the_number_of_workloads():
     keep = [workload(f"keep-{i}", name=f"keep-{i}") for i in range(40)]
     result = plan(desired, keep + orphans(10), memory={}, now=NOW, ctx=CTX)  # 10 ≤ 20 % of 50
     assert len(result.of_kind(Remove)) == 10
+
+
+def test_a_pending_workload_is_not_started_again_is_reported_stopped_and_its_health_still_goes_out():
+    # e.g. Kubernetes CrashLoopBackOff / ImagePullBackOff: the engine retries by itself; not started.
+    actions = run([connector()], [workload(state=WorkloadState.PENDING)], mem(was_up=False, last_health_at=NOW - 30))
+    assert sorted(a.kind for a in actions) == ["report-health", "report-status"]
+    assert [a.status for a in actions if isinstance(a, ReportStatus)] == [CurrentStatus.STOPPED]
+
+
+def test_a_pending_workload_looping_too_long_is_stopped():
+    ctx = replace(CTX, reboot_loop_stop_after=60)
+    actions = plan(
+        ConnectorList(connectors=(connector(),)),
+        [workload(state=WorkloadState.PENDING)],
+        memory=mem(was_up=False, loop_since=NOW - 61),
+        now=NOW,
+        ctx=ctx,
+    ).actions
+    assert [a.kind for a in actions if isinstance(a, Stop)] == ["stop"]

@@ -282,9 +282,8 @@ def deployment_manifest(
     base_spec = adopted.get("spec") if isinstance(adopted.get("spec"), Mapping) else {}
     defaults = {"spec": {k: v for k, v in DEPLOYMENT_DEFAULTS["spec"].items() if k not in base_spec}}
     below = merge_under(defaults, adopted)
-    manifest = merge_under(below, ours(spec, options, replicas=replicas))
-    manifest["spec"]["selector"] = {"matchLabels": dict(spec.labels)}  # exactly ours, never merged
-    return manifest
+    # The base's selector was dropped by `base_deployment`: ours is the selector, exactly.
+    return merge_under(below, ours(spec, options, replicas=replicas))
 
 
 def update_patch(manifest: Mapping[str, Any], current: Mapping[str, Any] | None = None) -> dict[str, Any]:

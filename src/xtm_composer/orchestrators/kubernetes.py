@@ -20,6 +20,8 @@ a base Deployment, fields newer than the client). ApiExceptions become our error
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -221,7 +223,7 @@ class KubernetesOrchestrator:
         self._clock = clock
         self._views: dict[str, _View] = {}
         self._selectors: dict[str, dict[str, str]] = {}
-        self._pull_secret_applied: str | None = None  # the pull Secret content already sent
+        self._pull_secret_applied: str | None = None  # digest of the pull Secret already sent
 
     def _count(self) -> None:
         self.api_calls = next(self._counter)
@@ -247,11 +249,8 @@ class KubernetesOrchestrator:
             return None
         return view
 
-    def _changed(self, name: str, deployment: dict[str, Any] | None) -> None:
+    def _changed(self, name: str, deployment: dict[str, Any]) -> None:
         """After an action: keep the Deployment the API server returned, read the pods again."""
-        if deployment is None:
-            self._views.pop(name, None)
-            return
         self._views[name] = _View(deployment, None, self._clock())
         self._selectors[name] = observe.match_labels(deployment)
 
@@ -369,9 +368,11 @@ class KubernetesOrchestrator:
             created_secret = secret is not None and self._put_connector_secret(api, spec, secret)
             try:
                 deployment, updated = self._put_deployment(api, spec, manifest, known)
-            except WorkloadConflict:
-                if created_secret:  # do not leave our Secret next to someone else's Deployment
-                    _ignore_missing(lambda: api.delete_secret(specs.connector_secret_name(spec.name)))
+            except Exception:
+                # No Deployment, no Secret: nothing would ever list (and so remove) it.
+                if created_secret:
+                    with contextlib.suppress(ApiException, urllib3.exceptions.HTTPError, OSError):
+                        api.delete_secret(specs.connector_secret_name(spec.name))
                 raise
             if secret is None and updated:
                 self._drop_connector_secret(api, spec.name, spec.labels)  # no sensitive value any more
@@ -390,7 +391,7 @@ class KubernetesOrchestrator:
 
     def _ensure_pull_secret(self, api: KubeApi, manifest: dict[str, Any]) -> None:
         """Create or refresh the registry Secret, once per content for this process."""
-        digest = json.dumps(manifest, sort_keys=True)
+        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode("utf-8")).hexdigest()
         if self._pull_secret_applied == digest:
             return
         try:
@@ -398,6 +399,7 @@ class KubernetesOrchestrator:
         except ApiException as exc:
             if exc.status != 409:
                 raise
+            # Its name derives from our manager id and the registry: it can only be ours.
             api.patch_secret(manifest["metadata"]["name"], {"metadata": manifest["metadata"], "data": manifest["data"]})
         self._pull_secret_applied = digest
 
@@ -552,7 +554,7 @@ def _client_from_settings(settings: KubernetesSettings) -> tuple[k8s_client.ApiC
     try:
         if settings.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             k8s_config.load_incluster_config(client_configuration=configuration)
-            return k8s_client.ApiClient(configuration), None
+            return _api_client(configuration), None
         k8s_config.load_kube_config(
             config_file=settings.kubeconfig,
             context=settings.context,
@@ -564,4 +566,10 @@ def _client_from_settings(settings: KubernetesSettings) -> tuple[k8s_client.ApiC
         raise ConfigurationError(f"daemon.kubernetes: cannot load the Kubernetes client configuration: {exc}") from None
     chosen = next((c for c in contexts if c.get("name") == settings.context), None) if settings.context else active
     namespace = ((chosen or {}).get("context") or {}).get("namespace")
-    return k8s_client.ApiClient(configuration), namespace
+    return _api_client(configuration), namespace
+
+
+def _api_client(configuration: k8s_client.Configuration) -> k8s_client.ApiClient:
+    api_client = k8s_client.ApiClient(configuration)
+    api_client.user_agent = "xtm-composer"
+    return api_client

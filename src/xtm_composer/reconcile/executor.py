@@ -260,7 +260,9 @@ class Executor:
                 mem = self._memory_of(connector.id)
                 engine = await self._orchestrator.health(workload)
                 restarts = engine.restart_count + mem.composer_restarts
-                health = health_from_state(restart_count=restarts, started_at=engine.started_at, now=self._wall_clock())
+                health = health_from_state(
+                    restart_count=restarts, started_at=engine.started_at, now=self._wall_clock(), reason=engine.reason
+                )
                 await self._platform.report_health(connector.id, health)
                 mem.last_health_at = self._clock()
                 mem.health_wanted = False

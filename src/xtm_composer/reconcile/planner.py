@@ -208,14 +208,17 @@ def _plan_connector(
             and mem.loop_since is not None
             and now - mem.loop_since >= ctx.reboot_loop_stop_after
         )
-        if up_now and not connector.should_run:
+        # PENDING: meant to run, the engine keeps trying (image pull, crash-loop back-off, scheduling):
+        # not started, and a start would add nothing.
+        trying = primary.state is WorkloadState.PENDING
+        if (up_now or trying) and not connector.should_run:
             actions.append(Stop(connector, primary, reason="requested"))
             up_after = False
-        elif up_now and looping_too_long:
+        elif (up_now or trying) and looping_too_long:
             minutes = ctx.reboot_loop_stop_after / 60 if ctx.reboot_loop_stop_after else 0
             actions.append(Stop(connector, primary, reason=f"reboot loop for more than {minutes:g} min"))
             up_after = False
-        elif not up_now and connector.should_run and not mem.is_held(connector.contract_hash):
+        elif not up_now and not trying and connector.should_run and not mem.is_held(connector.contract_hash):
             actions.append(Start(connector, primary))
             up_after = started = True
 
@@ -225,8 +228,16 @@ def _plan_connector(
     if target is None:
         return actions, up_after
 
+    # Health while it runs, and while the engine keeps failing to run it (restart count, reason).
+    failing = target is primary and primary is not None and primary.state is WorkloadState.PENDING
     health_due = mem.last_health_at is None or now - mem.last_health_at >= ctx.health_interval
-    if up_after and (started or mem.health_wanted or not mem.was_up or health_due):
+    if (up_after and (started or mem.health_wanted or not mem.was_up or health_due)) or (
+        failing
+        and connector.should_run
+        and not mem.is_held(connector.contract_hash)
+        and health_due
+        and not any(isinstance(a, Stop) for a in actions)
+    ):
         actions.append(ReportHealth(connector, target))
 
     # Logs while it runs, plus one last push right after it went down (its final lines).
