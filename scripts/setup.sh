@@ -50,11 +50,20 @@ _xtm_engine_missing() {
     echo "${missing[*]}"
 }
 
+# Needed by tests only: SoftHSM2, the real PKCS#11 token of tests/hsm. Installed with the others when
+# root; never blocking (without it those tests skip, or fail under XTM_REQUIRE_ENGINE=1).
+_xtm_test_missing() {
+    local missing=()
+    command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
+    echo "${missing[*]}"
+}
+
 _xtm_packages() {
-    local required engine all
+    local required engine tests all
     required="$(_xtm_required_missing)"
     engine="$(_xtm_engine_missing)"
-    all="$(echo "$required $engine" | xargs)"
+    tests="$(_xtm_test_missing)"
+    all="$(echo "$required $engine $tests" | xargs)"
     [[ -z "$all" ]] && return 0
     if _xtm_is_root && command -v apt-get >/dev/null 2>&1; then
         _xtm_log "installing Debian packages: $all"
