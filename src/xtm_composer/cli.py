@@ -68,7 +68,27 @@ def run(config_dir: ConfigDir = None) -> None:
         exit_code = asyncio.run(_serve(runtimes, telemetry, settings))
     except ComposerError as exc:
         fail(str(exc))
+    _exit_now_if_engine_calls_hang(exit_code)
     raise typer.Exit(exit_code)
+
+
+def _exit_now_if_engine_calls_hang(exit_code: int) -> None:
+    """Engine SDK calls cannot be cancelled; one stuck on a hung engine would keep the process alive
+    until its own timeout. Everything is already closed and logged: leave now."""
+    import logging
+    import os
+    import threading
+
+    from xtm_composer.daemon import ENGINE_THREAD_PREFIX
+
+    stuck = [t for t in threading.enumerate() if t.name.startswith(ENGINE_THREAD_PREFIX)]
+    for thread in stuck:
+        thread.join(timeout=0.2)  # idle workers leave at once; only a blocked call stays
+    stuck = [t for t in stuck if t.is_alive()]
+    if stuck:
+        log.warning("exiting with engine calls still in flight", threads=len(stuck))
+        logging.shutdown()
+        os._exit(exit_code)
 
 
 async def _serve(runtimes: list, telemetry, settings: Settings) -> int:  # type: ignore[no-untyped-def, type-arg]

@@ -47,7 +47,9 @@ log = get_logger(__name__)
 
 ALIVE_BACKOFF_START = 1.0
 ALIVE_BACKOFF_MAX = 60.0
-SHUTDOWN_GRACE_SECONDS = 30.0
+SHUTDOWN_GRACE_SECONDS = 6.0  # an in-flight pass may finish; all under `docker stop`'s 10 s
+ENGINE_THREAD_PREFIX = "engine"
+REREGISTRATION_REMOVAL_HOLD_SECONDS = 60.0
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
@@ -89,6 +91,10 @@ class PlatformRuntime:
     max_removals_fraction: float = 0.2
     memory: dict[str, ConnectorMemory] = field(default_factory=dict)
     pending_orphans: frozenset[str] = frozenset()
+    # Set by any platform failure: the next pass first checks the platform still knows us.
+    needs_confirmation: bool = False
+    # After registering again with a platform that had forgotten us, no orphan is removed until then.
+    removals_held_until: float = 0.0
     status_file: Path | None = None
     # Env every workload of this platform gets unless its configuration says otherwise.
     platform_env: tuple[tuple[str, str], ...] = ()
@@ -128,6 +134,7 @@ class PlatformRuntime:
             reboot_loop_stop_after=self.reboot_loop_stop_after,
             max_removals=self.max_removals,
             max_removals_fraction=self.max_removals_fraction,
+            hold_removals=self.clock() < self.removals_held_until,
         )
 
     # -- one reconcile pass -----------------------------------------------------------------
@@ -251,16 +258,40 @@ class PlatformRuntime:
                 # The platform no longer knows us (reinstalled, state lost): register again now.
                 log.warning("platform forgot this manager: registering again", error=str(exc))
                 self.registered.clear()
+                self.needs_confirmation = True
+                self._hold_removals_after_reregistration()
                 delay = ALIVE_BACKOFF_START
             except PlatformRejected as exc:
                 log.error("platform refused the manager", error=str(exc))
                 delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
             except PlatformError as exc:
                 log.warning("platform unreachable", error=str(exc), retry_in=round(backoff, 1))
+                self.needs_confirmation = True
                 self.telemetry.health.registered[self.kind.value] = False
                 delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
             if await sleep_or_stop(stop, delay):
                 return
+
+    async def confirm_registration(self) -> None:
+        """Ping when the platform failed since the last confirmation; register again if it forgot us."""
+        if not self.needs_confirmation:
+            return
+        try:
+            await self.platform.ping(manager_id=self.manager_id)
+        except ManagerUnknown:
+            log.warning("platform forgot this manager: registering again before reconciling")
+            self.registered.clear()
+            self._hold_removals_after_reregistration()
+            await self._register()
+        self.needs_confirmation = False
+
+    def _hold_removals_after_reregistration(self) -> None:
+        hold = max(REREGISTRATION_REMOVAL_HOLD_SECONDS, 3 * self.execute_schedule)
+        self.removals_held_until = self.clock() + hold
+        log.warning(
+            "registered again with a platform that had forgotten this manager: no workload is removed for a while",
+            seconds=round(hold),
+        )
 
     async def _register(self) -> None:
         version = await self.platform.version()
@@ -286,6 +317,9 @@ class PlatformRuntime:
             started = time.monotonic()
             self.telemetry.health.beat(f"{self.kind.value}-reconcile", period=self.execute_schedule)
             try:
+                # After any platform failure, confirm the platform still knows this manager before
+                # acting on its list: a reinstalled platform answers an empty list until we register.
+                await self.confirm_registration()
                 # The stop event is only looked at between passes: an in-flight pass finishes.
                 result = await self.reconcile_once()
                 if result.report.outcomes:
@@ -296,9 +330,11 @@ class PlatformRuntime:
                         duration=round(result.duration, 3),
                     )
             except PlatformAuthError as exc:
+                self.needs_confirmation = True
                 log.error("reconcile skipped: the platform refused the token; nothing removed", error=str(exc))
                 self._platform_auth_failed(exc)
             except PlatformError as exc:
+                self.needs_confirmation = True
                 log.warning("reconcile skipped: platform unavailable; nothing removed", error=str(exc))
             except OrchestratorError as exc:
                 log.warning("reconcile skipped: orchestrator unavailable", error=str(exc))
@@ -339,7 +375,8 @@ async def run_daemon(
     # Engine SDKs block: each concurrent action holds a worker thread, so the pool must not be
     # the bottleneck of the configured concurrency (asyncio's default is cpu count + 4).
     threads = sum(runtime.max_concurrency for runtime in runtimes) + 4
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="engine"))
+    engine_pool = ThreadPoolExecutor(threads, thread_name_prefix=ENGINE_THREAD_PREFIX)
+    asyncio.get_running_loop().set_default_executor(engine_pool)
     monitor = MonitorServer(monitoring, telemetry) if telemetry and monitoring and monitoring.enable else None
     tasks: list[asyncio.Task[None]] = []
     for runtime in runtimes:
@@ -366,11 +403,15 @@ async def run_daemon(
         if monitor is not None:
             await monitor.stop()
         if telemetry is not None:
-            await telemetry.alerter.drain(timeout=5)
+            await telemetry.alerter.drain(timeout=2)
             telemetry.close()
         for runtime in runtimes:
             with contextlib.suppress(Exception):
-                await runtime.close()
+                await asyncio.wait_for(runtime.close(), timeout=2)
+        # An engine call stuck in a worker thread must not hold the exit: asyncio would join the
+        # pool without a timeout. Hand it a fresh pool; the caller decides about stuck threads.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+        engine_pool.shutdown(wait=False, cancel_futures=True)
 
 
 def build_runtime(

@@ -112,3 +112,46 @@ async def test_engine_socket_gone_then_back_the_loop_keeps_running(
     stop.set()
     await asyncio.wait_for(loop, timeout=10)
     await runtime.close()
+
+
+async def test_an_image_change_that_cannot_be_pulled_keeps_the_running_workload(
+    docker_client, demo_image, manager_id, emulator
+):
+    runtime = make_runtime(emulator.server.url, manager_id)
+    await runtime.platform.register(manager_id=manager_id, name="t", public_key=runtime.public_key)
+    connector = emulator.state.add_connector(f"Keep Me {manager_id}", demo_image, start=True)
+    await runtime.reconcile_once()
+    (before,) = our_containers(docker_client, manager_id)
+    emulator.state.edit_connector(connector.id, image="registry.invalid/none/such:2")
+    result = await runtime.reconcile_once()
+    assert [o.action.kind for o in result.report.failures] == ["recreate"]
+    assert "pull" in result.report.failures[0].error
+    assert our_containers(docker_client, manager_id) == {before}
+    assert docker_client.containers.get(before).status == "running"
+    await runtime.close()
+
+
+async def test_a_reinstalled_platform_removes_nothing_until_the_hold_is_over(
+    docker_client, demo_image, manager_id, emulator
+):
+    from xtm_composer.emulator.state import EmulatorState
+
+    runtime = make_runtime(emulator.server.url, manager_id)
+    await runtime.platform.register(manager_id=manager_id, name="t", public_key=runtime.public_key)
+    runtime.registered.set()
+    for i in range(3):
+        emulator.state.add_connector(f"Survivor {i} {manager_id}", demo_image, start=True)
+    await runtime.reconcile_once()
+    before = our_containers(docker_client, manager_id)
+    emulator.server.stop()
+    stop = asyncio.Event()
+    loop = asyncio.create_task(runtime.reconcile_loop(stop))
+    await asyncio.sleep(1.5)  # passes fail while it is down
+    emulator.server.state = EmulatorState(token=TOKEN)  # same URL, all state lost
+    emulator.server.start()
+    await asyncio.sleep(3)
+    stop.set()
+    await asyncio.wait_for(loop, timeout=10)
+    assert emulator.server.state.manager() is not None  # registered again before acting
+    assert our_containers(docker_client, manager_id) == before
+    await runtime.close()

@@ -355,3 +355,9 @@ def test_a_pending_workload_looping_too_long_is_stopped():
         ctx=ctx,
     ).actions
     assert [a.kind for a in actions if isinstance(a, Stop)] == ["stop"]
+
+
+def test_removals_are_all_held_right_after_registering_again():
+    ctx = replace(CTX, hold_removals=True)
+    result = plan(ConnectorList(connectors=()), orphans(2), memory={}, now=NOW, ctx=ctx)
+    assert result.of_kind(Remove) == [] and len(result.held_removals) == 2

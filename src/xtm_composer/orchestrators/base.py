@@ -14,6 +14,13 @@ class Orchestrator(Protocol):
         Raises `OrchestratorUnavailable` rather than returning a partial list.
         """
 
+    async def prepare(self, spec: WorkloadSpec) -> None:
+        """Everything that can fail before the old workload is touched (e.g. pulling the image).
+
+        A recreate calls it before removing the running workload, so a new image that cannot be
+        pulled leaves the old one running.
+        """
+
     async def deploy(self, spec: WorkloadSpec, *, start: bool) -> Workload:
         """Create the workload (pulling its image when missing) and start it when asked."""
 

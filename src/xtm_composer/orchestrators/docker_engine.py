@@ -80,16 +80,23 @@ class DockerOrchestrator:
     # -- plumbing -------------------------------------------------------------------------
     def _api(self) -> docker.APIClient:
         # Built lazily and rebuilt after failures, so an engine that is down at start-up or
-        # restarted later is picked up again without restarting the composer.
+        # restarted later is picked up again without restarting the composer. Building may block
+        # (it asks the engine its API version): never while holding the lock `close()` needs.
+        client = self._client
+        if client is not None:
+            return client
+        try:
+            fresh = self._client_factory()
+        except docker.errors.DockerException as exc:
+            raise OrchestratorUnavailable(f"Docker Engine unreachable: {exc}") from None
+        fresh.hooks["response"].append(self._count_call)
         with self._client_lock:
             if self._client is None:
-                try:
-                    client = self._client_factory()
-                except docker.errors.DockerException as exc:
-                    raise OrchestratorUnavailable(f"Docker Engine unreachable: {exc}") from None
-                client.hooks["response"].append(self._count_call)
-                self._client = client
-            return self._client
+                self._client = fresh
+                return fresh
+            current = self._client
+        fresh.close()
+        return current
 
     def _count_call(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> requests.Response:
         self.api_calls += 1
@@ -183,6 +190,9 @@ class DockerOrchestrator:
         return [line for line in text.splitlines() if line.strip()][-tail:]
 
     # -- actions --------------------------------------------------------------------------
+    async def prepare(self, spec: WorkloadSpec) -> None:
+        await self._ensure_image(image_reference(spec.image, self._registry))
+
     async def deploy(self, spec: WorkloadSpec, *, start: bool) -> Workload:
         image = image_reference(spec.image, self._registry)
         await self._ensure_image(image)

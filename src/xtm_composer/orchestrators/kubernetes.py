@@ -343,6 +343,9 @@ class KubernetesOrchestrator:
         return [*lines, plan.note] if plan.note else lines
 
     # -- actions --------------------------------------------------------------------------
+    async def prepare(self, spec: WorkloadSpec) -> None:
+        """Nothing to check ahead: nodes pull images themselves (a bad image shows as ImagePullBackOff)."""
+
     async def deploy(self, spec: WorkloadSpec, *, start: bool) -> Workload:
         image = str(image_reference(spec.image, self._image_registry))
         manager_id = spec.labels.get(LABEL_MANAGER, "")

@@ -230,7 +230,9 @@ class Executor:
                 log.info("workload deployed", workload=name, started=start)
                 self._memory_of(connector.id).forget_workload()
             case Recreate(connector=connector, name=name, old=old, start=start):
-                spec = await self._spec(connector, name, report)  # decrypt before removing anything
+                # Decrypt and pull first: a bad secret or an image that cannot be pulled keeps the old one.
+                spec = await self._spec(connector, name, report)
+                await self._orchestrator.prepare(spec)
                 await self._orchestrator.remove(old)
                 await self._orchestrator.deploy(spec, start=start)
                 log.info("workload recreated", workload=name, started=start)

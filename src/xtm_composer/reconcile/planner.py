@@ -51,6 +51,9 @@ class PlanContext:
     # at once; a bigger drop is applied only when the next pass sees the same orphans again.
     max_removals: int = 5
     max_removals_fraction: float = 0.2
+    # Hold every orphan removal this pass (right after the platform forgot this manager and it
+    # registered again: the platform's list may not be complete yet).
+    hold_removals: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,8 @@ def _orphans(
         return [], []  # an entry without an id could be any workload's connector
     known = {c.id for c in desired.connectors} | desired.unparsed_ids
     orphans = [w for w in ours if w.connector_id and w.connector_id not in known]
+    if ctx.hold_removals:
+        return [], orphans
     limit = max(ctx.max_removals, math.ceil(ctx.max_removals_fraction * len(ours)))
     if len(orphans) <= limit:
         return orphans, []

@@ -72,6 +72,9 @@ class SimulatedOrchestrator:
         await self._call()
         return [c.as_workload() for c in self.containers.values() if c.labels.get(LABEL_MANAGER) == manager_id]
 
+    async def prepare(self, spec: WorkloadSpec) -> None:
+        await self._call()  # image present
+
     async def deploy(self, spec: WorkloadSpec, *, start: bool) -> Workload:
         await self._call()  # image present
         await self._call()  # create
