@@ -145,3 +145,17 @@ async def test_engine_unreachable_is_orchestrator_unavailable_and_recovers():
     )
     with pytest.raises(OrchestratorUnavailable):
         await broken.list_workloads(manager_id="x")
+
+
+async def test_a_container_paused_behind_our_back_is_resumed_or_stopped(docker_client, demo_image, manager_id):
+    orchestrator = DockerOrchestrator()
+    await orchestrator.deploy(spec(manager_id, demo_image, name=f"{manager_id}-paused"), start=True)
+    docker_client.containers.get(f"{manager_id}-paused").pause()
+    (paused,) = await orchestrator.list_workloads(manager_id=manager_id)
+    assert paused.state is WorkloadState.PAUSED
+    await orchestrator.start(paused)
+    assert docker_client.containers.get(f"{manager_id}-paused").status == "running"
+    docker_client.containers.get(f"{manager_id}-paused").pause()
+    (paused,) = await orchestrator.list_workloads(manager_id=manager_id)
+    await orchestrator.stop(paused)
+    assert docker_client.containers.get(f"{manager_id}-paused").status == "exited"

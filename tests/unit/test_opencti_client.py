@@ -158,3 +158,11 @@ async def test_status_and_health_variables_match_the_schema_inputs(real_schema):
         coerced = graphql.execute_sync(real_schema, graphql.parse(body["query"]), variable_values=body["variables"])
         assert not [e for e in (coerced.errors or []) if "Variable" in e.message]
     assert json.loads(seen[1].content)["variables"]["input"]["started_at"] == "2026-01-02T00:00:00Z"
+
+
+async def test_an_id_listed_twice_makes_both_entries_unusable():
+    entry = {"id": "dup", "name": "A", "manager_contract_image": "img:1", "manager_requested_status": "starting"}
+    items = [entry, {**entry, "name": "B"}, {**entry, "id": "ok"}]
+    client, _ = client_answering(lambda r: httpx.Response(200, json={"data": {"connectorsForManagers": items}}))
+    result = await client.list_connectors(manager_id="m")
+    assert [c.id for c in result.connectors] == ["ok"] and result.unparsed_ids == {"dup"}

@@ -361,3 +361,33 @@ def test_removals_are_all_held_right_after_registering_again():
     ctx = replace(CTX, hold_removals=True)
     result = plan(ConnectorList(connectors=()), orphans(2), memory={}, now=NOW, ctx=ctx)
     assert result.of_kind(Remove) == [] and len(result.held_removals) == 2
+
+
+def test_backoff_ends_when_the_admin_changes_the_configuration_or_the_requested_status():
+    failing = {"c1": ConnectorMemory(backoff_until=NOW + 100, failures=3, failed_for=("h1", "starting"))}
+    assert [a.kind for a in run([connector(current=None)], [], failing)] == ["report-status"]  # still backing off
+    fixed = run([connector(hash_="h2", current=None)], [], failing)
+    assert "deploy" in [a.kind for a in fixed]
+    stopped = run([connector(requested=RequestedStatus.STOPPING, current=None)], [], failing)
+    assert "deploy" in [a.kind for a in stopped]
+
+
+def test_deleting_the_holder_of_a_contested_name_renames_no_other_connector():
+    # "foo.bar" held "foo-bar"; "Foo Bar" and "FOO_BAR" run under their suffixed names.
+    from xtm_composer.orchestrators.specs import suffixed_workload_name
+
+    b, c = connector("bbb", name="Foo Bar"), connector("ccc", name="FOO_BAR")
+    running = [
+        workload("bbb", name=suffixed_workload_name("Foo Bar", "bbb")),
+        workload("ccc", name=suffixed_workload_name("FOO_BAR", "ccc")),
+        workload("aaa", name="foo-bar"),
+    ]
+    memory = {**steady_memory("bbb"), **steady_memory("ccc")}
+    actions = run([b, c], running, memory)
+    assert kinds(actions) == ["remove"] and actions[0].workload.name == "foo-bar"
+
+
+def test_a_paused_workload_is_resumed_when_it_should_run_and_stopped_when_not():
+    paused = workload(state=WorkloadState.PAUSED)
+    assert "start" in kinds(run([connector(current=CurrentStatus.STOPPED)], [paused], mem(was_up=False)))
+    assert "stop" in kinds(run([connector(**STOPPING)], [paused], mem(was_up=False)))

@@ -247,6 +247,9 @@ class DockerOrchestrator:
         await self._call(f"pull {image}", pull)
 
     async def start(self, workload: Workload) -> None:
+        if workload.state is WorkloadState.PAUSED:  # paused behind our back: resume it
+            await self._call(f"unpause {workload.name}", lambda api: api.unpause(_ref(workload)))
+            return
         await self._call(f"start {workload.name}", lambda api: api.start(_ref(workload)))
 
     async def stop(self, workload: Workload) -> None:

@@ -59,28 +59,44 @@ def preferred_workload_name(connector: Connector) -> str:
 
 
 def assign_workload_names(
-    connectors: Iterable[Connector], *, current_owner: Callable[[str], str | None]
+    connectors: Iterable[Connector],
+    *,
+    current_owner: Callable[[str], str | None],
+    current_names: Callable[[str], Iterable[str]] = lambda _connector_id: (),
 ) -> dict[str, str]:
-    """Names for a set of connectors: deterministic, valid, and distinct per connector id.
+    """Names for a set of connectors: deterministic, valid, distinct per connector id, and stable.
 
-    When several connectors want the same name, the one already running under it keeps it
-    (`current_owner(name)` gives the connector id of the workload of that name, if ours); if
-    none does, the smallest id keeps it. The others get the suffixed form, unique per id.
+    A connector already running under one of its own valid names (the preferred one or its
+    suffixed form) keeps it, so that another connector being added or deleted never renames it.
+    Otherwise it gets its preferred name when free; when several want the same name, the one
+    already holding it (`current_owner(name)`) or else the smallest id gets it, and the others
+    their suffixed form, unique per id.
     """
+    connectors = list(connectors)
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for connector in connectors:
+        valid = {preferred_workload_name(connector), suffixed_workload_name(connector.name, connector.id)}
+        kept = next((n for n in current_names(connector.id) if n in valid and n not in taken), None)
+        if kept is not None:
+            names[connector.id] = kept
+            taken.add(kept)
     wanted: dict[str, list[Connector]] = {}
     for connector in connectors:
-        wanted.setdefault(preferred_workload_name(connector), []).append(connector)
-    names: dict[str, str] = {}
+        if connector.id not in names:
+            wanted.setdefault(preferred_workload_name(connector), []).append(connector)
     for name, claimants in wanted.items():
-        if len(claimants) == 1:
-            names[claimants[0].id] = name
-            continue
-        owner = current_owner(name)
-        keeper = owner if owner in {c.id for c in claimants} else min(c.id for c in claimants)
+        if name in taken:
+            keeper = None
+        elif len(claimants) == 1:
+            keeper = claimants[0].id
+        else:
+            owner = current_owner(name)
+            keeper = owner if owner in {c.id for c in claimants} else min(c.id for c in claimants)
         for connector in claimants:
-            names[connector.id] = (
-                name if connector.id == keeper else suffixed_workload_name(connector.name, connector.id)
-            )
+            chosen = name if connector.id == keeper else suffixed_workload_name(connector.name, connector.id)
+            names[connector.id] = chosen
+            taken.add(chosen)
     return names
 
 

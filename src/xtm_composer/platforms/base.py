@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Protocol
 
-from xtm_composer.domain import ConnectorList, CurrentStatus, Health, PlatformKind
+from xtm_composer.domain import Connector, ConnectorList, CurrentStatus, Health, PlatformKind
+from xtm_composer.observability import get_logger
+
+log = get_logger(__name__)
 
 
 class Platform(Protocol):
@@ -29,3 +33,14 @@ class Platform(Protocol):
     async def report_health(self, connector_id: str, health: Health) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+def connector_list(connectors: list[Connector], *, unparsed: set[str], complete: bool) -> ConnectorList:
+    """The parsed list; an id listed twice makes both entries unusable (their workloads are left
+    alone): acting on either would flip the workload between two configurations."""
+    counts = Counter(c.id for c in connectors)
+    duplicated = {cid for cid, n in counts.items() if n > 1}
+    for cid in sorted(duplicated):
+        log.error("connector skipped: its id is listed more than once", connector_id=cid, times=counts[cid])
+    kept = tuple(c for c in connectors if c.id not in duplicated)
+    return ConnectorList(connectors=kept, unparsed_ids=frozenset(unparsed | duplicated), complete=complete)

@@ -30,6 +30,7 @@ from xtm_composer.errors import (
     PlatformUnavailable,
 )
 from xtm_composer.observability import get_logger
+from xtm_composer.platforms.base import connector_list
 from xtm_composer.platforms.http import describe_transport_error
 
 log = get_logger(__name__)
@@ -218,4 +219,4 @@ def parse_instance_list(items: list[Any]) -> ConnectorList:
                 connector_name=name,
                 reason=str(exc),
             )
-    return ConnectorList(connectors=tuple(connectors), unparsed_ids=frozenset(unparsed), complete=complete)
+    return connector_list(connectors, unparsed=unparsed, complete=complete)

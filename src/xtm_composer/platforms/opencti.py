@@ -29,6 +29,7 @@ from xtm_composer.errors import (
     PlatformUnsupported,
 )
 from xtm_composer.observability import get_logger
+from xtm_composer.platforms.base import connector_list
 from xtm_composer.platforms.http import describe_transport_error
 
 log = get_logger(__name__)
@@ -253,4 +254,4 @@ def parse_connector_list(items: list[Any]) -> ConnectorList:
             else:
                 complete = False
             log.error("connector skipped: malformed entry", connector_id=item_id, reason=str(exc))
-    return ConnectorList(connectors=tuple(connectors), unparsed_ids=frozenset(unparsed), complete=complete)
+    return connector_list(connectors, unparsed=unparsed, complete=complete)

@@ -202,7 +202,9 @@ class Executor:
         if connector_id is not None and not isinstance(action, _REPORTS):
             report.failed_connectors.add(connector_id)
         if connector_id is not None:
-            self._memory_of(connector_id).record_failure(error, now=self._clock())
+            connector = None if isinstance(action, Remove) else action.connector
+            failed_for = (connector.contract_hash, connector.requested_status.value) if connector else None
+            self._memory_of(connector_id).record_failure(error, now=self._clock(), failed_for=failed_for)
         return ActionOutcome(action, error=error)
 
     def _memory_of(self, connector_id: str) -> ConnectorMemory:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xtm_composer.domain import Connector
+
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 300.0
 FAILURES_BEFORE_BACKOFF = 2
@@ -32,10 +34,14 @@ class ConnectorMemory:
     held_for_loop: bool = False
     held_hash: str | None = None
     last_health: tuple[int, str | None, bool] | None = None  # restart count, started at, loop: for `status`
+    failed_for: tuple[str | None, str] | None = None
 
-    def record_failure(self, error: str, *, now: float) -> None:
+    def record_failure(self, error: str, *, now: float, failed_for: tuple[str | None, str] | None = None) -> None:
+        """`failed_for` is the (hash, requested status) the failure happened with: when the admin
+        changes either, the backoff no longer applies (the fix may be exactly that change)."""
         self.failures += 1
         self.last_error = error
+        self.failed_for = failed_for
         if self.failures >= FAILURES_BEFORE_BACKOFF:
             delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (self.failures - FAILURES_BEFORE_BACKOFF))
             self.backoff_until = now + delay
@@ -45,8 +51,12 @@ class ConnectorMemory:
         self.backoff_until = 0.0
         self.last_error = None
 
-    def in_backoff(self, now: float) -> bool:
-        return now < self.backoff_until
+    def in_backoff(self, now: float, connector: Connector | None = None) -> bool:
+        if now >= self.backoff_until:
+            return False
+        if connector is not None and self.failed_for is not None:
+            return self.failed_for == (connector.contract_hash, connector.requested_status.value)
+        return True
 
     def is_held(self, contract_hash: str | None) -> bool:
         return self.held_for_loop and self.held_hash == contract_hash

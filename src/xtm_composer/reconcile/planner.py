@@ -105,13 +105,14 @@ def plan(
     names = assign_workload_names(
         desired.connectors,
         current_owner=lambda name: by_name[name].connector_id if name in by_name else None,
+        current_names=lambda connector_id: [w.name for w in by_connector.get(connector_id, [])],
     )
 
     orphans, held = _orphans(desired, ours, ctx=ctx, confirmed=confirmed_orphans)
     # Names this plan frees (removed orphans, and stale names of connectors allowed to change).
     freed = {w.name for w in orphans}
     for connector in desired.connectors:
-        if not memory.get(connector.id, _NO_MEMORY).in_backoff(now):
+        if not memory.get(connector.id, _NO_MEMORY).in_backoff(now, connector):
             freed.update(w.name for w in by_connector.get(connector.id, []) if w.name != names[connector.id])
 
     actions: list[Action] = [Remove(w, reason="connector no longer on the platform") for w in orphans]
@@ -121,7 +122,7 @@ def plan(
     for connector in desired.connectors:
         mem = memory.get(connector.id, _NO_MEMORY)
         name = names[connector.id]
-        if mem.in_backoff(now):
+        if mem.in_backoff(now, connector):
             backing_off[connector.id] = mem.backoff_until - now
         primary = next((w for w in by_connector.get(connector.id, []) if w.name == name), None)
         observed_up[connector.id] = expected_up[connector.id] = primary is not None and primary.state.is_up
@@ -137,7 +138,7 @@ def plan(
             mem,
             now=now,
             ctx=ctx,
-            may_change=not mem.in_backoff(now),
+            may_change=not mem.in_backoff(now, connector),
         )
         expected_up[connector.id] = up_after
         actions.extend(connector_actions)
@@ -216,7 +217,9 @@ def _plan_connector(
         # PENDING: meant to run, the engine keeps trying (image pull, crash-loop back-off, scheduling):
         # not started, and a start would add nothing.
         trying = primary.state is WorkloadState.PENDING
-        if (up_now or trying) and not connector.should_run:
+        # PAUSED (by someone else): not running; stopped when it should not run, resumed when it should.
+        paused = primary.state is WorkloadState.PAUSED
+        if (up_now or trying or paused) and not connector.should_run:
             actions.append(Stop(connector, primary, reason="requested"))
             up_after = False
         elif (up_now or trying) and looping_too_long:
