@@ -53,8 +53,8 @@ def run(config_dir: ConfigDir = None) -> None:
     from xtm_composer.wiring import build_runtimes
 
     settings = _load(config_dir)
-    configure_logging(settings.manager.logger)
     try:
+        configure_logging(settings.manager.logger)
         telemetry = Telemetry(
             manager_id=settings.manager.id, alerts=settings.manager.alerts, audit=settings.manager.audit
         )

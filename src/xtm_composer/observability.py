@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from xtm_composer.config.settings import LoggerSettings
+from xtm_composer.errors import ConfigurationError
 
 REDACTED = "***REDACTED***"
 _SECRET_FIELD = re.compile(r"(^|_)(token|password|passwd|secret|api_key|private_key|credentials?_key)$", re.I)
@@ -69,12 +70,17 @@ def configure_logging(settings: LoggerSettings, *, base_dir: Path | None = None)
         handlers.append(logging.StreamHandler(sys.stdout))
     directory = log_directory(settings, base_dir=base_dir)
     if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
-        handlers.append(
-            logging.handlers.TimedRotatingFileHandler(
-                directory / LOG_FILE_NAME, when="midnight", backupCount=LOG_FILES_KEPT, utc=True, encoding="utf-8"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            handlers.append(
+                logging.handlers.TimedRotatingFileHandler(
+                    directory / LOG_FILE_NAME, when="midnight", backupCount=LOG_FILES_KEPT, utc=True, encoding="utf-8"
+                )
             )
-        )
+        except OSError as exc:
+            raise ConfigurationError(
+                f"manager.logger.directory: cannot write logs in {directory}: {exc.strerror or exc}"
+            ) from None
     if not handlers:
         handlers.append(logging.NullHandler())
     root = logging.getLogger()

@@ -43,7 +43,10 @@ def test_layers_apply_in_order_default_then_env_file_then_env_vars(tmp_path):
     ("env", "check"),
     [
         ({"OPENCTI__ENABLE": "false"}, lambda s: s.opencti.enable is False),
-        ({"OPENCTI__ENABLE": "true", "OPENCTI__TOKEN": "x"}, lambda s: s.opencti.enable is True),
+        (
+            {"OPENCTI__ENABLE": "true", "OPENCTI__TOKEN": "x", "OPENCTI__URL": "http://o:1"},
+            lambda s: s.opencti.enable is True,
+        ),
         ({"OPENCTI__DAEMON__SELECTOR": "docker"}, lambda s: s.opencti.daemon.selector == "docker"),
         (
             {"OPENCTI__DAEMON__DOCKER__DNS": '["1.1.1.1","8.8.8.8"]'},
@@ -77,7 +80,17 @@ def test_environment_variables_nest_with_double_underscores(tmp_path, env, check
         ({"MANAGER__ID": "m", "MANAGER__EXECUTE_SCHEDULE": "often"}, {}, "manager.execute_schedule"),
         ({"MANAGER__ID": "m", "OPENCTI__DAEMON__DOCKER__PRIVILEDGED": "true"}, {}, "opencti.daemon.docker.priviledged"),
         ({"MANAGER__ID": "m", "OPENCTI__URL": "ftp://x"}, {}, "opencti.url"),
-        ({"MANAGER__ID": "m", "OPENCTI__ENABLE": "true", "OPENCTI__TOKEN": ""}, {}, "opencti.token"),
+        (
+            {"MANAGER__ID": "m", "OPENCTI__ENABLE": "true", "OPENCTI__URL": "http://o", "OPENCTI__TOKEN": ""},
+            {},
+            "opencti.token",
+        ),
+        ({"MANAGER__ID": "m", "OPENCTI__ENABLE": "true", "OPENCTI__TOKEN": "t"}, {}, "opencti.url"),
+        ({"MANAGER__ID": "m", "MANAGER__EXECUTE_SCHEDULE": "inf"}, {}, "manager.execute_schedule"),
+        ({"MANAGER__ID": "m", "MANAGER__EXECUTE_SCHEDULE": "1e-7"}, {}, "manager.execute_schedule"),
+        ({"MANAGER__ID": "m", "OPENCTI__REQUEST_TIMEOUT": "nan"}, {}, "opencti.request_timeout"),
+        ({"MANAGER__ID": "   "}, {}, "manager.id"),
+        ({}, {"default.yaml/": ""}, "default.yaml"),
         ({"MANAGER__ID": "m", "COMPOSER_ENV": "staging"}, {}, "staging.yaml"),
         ({}, {"default.yaml": "manager: [unclosed"}, "default.yaml"),
         ({}, {"default.yaml": "manager:\n  id: m\n  colour: blue\n"}, "manager.colour"),
@@ -85,7 +98,10 @@ def test_environment_variables_nest_with_double_underscores(tmp_path, env, check
 )
 def test_bad_configuration_is_one_error_naming_the_key(tmp_path, env, files, key):
     for name, text in files.items():
-        write(tmp_path, name, text)
+        if name.endswith("/"):
+            (tmp_path / name.rstrip("/")).mkdir(parents=True)
+        else:
+            write(tmp_path, name, text)
     with pytest.raises(ConfigurationError) as info:
         load_settings(tmp_path, environ=env)
     message = str(info.value)
@@ -110,7 +126,13 @@ def test_cli_run_without_key_says_how_to_make_one(tmp_path):
         [sys.executable, "-m", "xtm_composer", "run", "--config-dir", str(tmp_path)],
         capture_output=True,
         text=True,
-        env={"MANAGER__ID": "m", "OPENCTI__ENABLE": "true", "OPENCTI__TOKEN": "t", "PATH": ""},
+        env={
+            "MANAGER__ID": "m",
+            "OPENCTI__ENABLE": "true",
+            "OPENCTI__URL": "http://o",
+            "OPENCTI__TOKEN": "t",
+            "PATH": "",
+        },
         timeout=60,
     )
     assert result.returncode == 2

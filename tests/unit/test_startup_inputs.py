@@ -106,3 +106,21 @@ def test_key_forms_users_hand_in_start_normally_and_sigterm_exits_zero(tmp_path,
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0 and time.monotonic() - started < 5
     assert b"BEGIN" not in out + err  # never a line of key material in the logs
+
+
+@pytest.mark.parametrize("directory", ["/etc/passwd", "/proc/1/nope"])
+def test_an_unusable_log_directory_is_one_line(tmp_path, directory):
+    extra = {
+        "MANAGER__LOGGER__DIRECTORY": directory,
+        "MANAGER__CREDENTIALS_KEY_FILEPATH": key_file(tmp_path, (SHARED_VECTORS / "test-key.pkcs8.pem").read_bytes()),
+    }
+    result = subprocess.run(command(tmp_path), capture_output=True, text=True, env=env_with(**extra), timeout=60)
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
+    assert "manager.logger.directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_configuration_file_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "default.yaml").write_bytes(b"\xff\xfe garbage")
+    result = subprocess.run(command(tmp_path), capture_output=True, text=True, env=env_with(), timeout=60)
+    assert result.returncode != 0 and "not UTF-8" in result.stderr and "Traceback" not in result.stderr

@@ -69,7 +69,9 @@ def read_yaml_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigurationError(f"cannot read configuration file {path}: {exc.strerror or exc}") from exc
+        raise ConfigurationError(f"cannot read configuration file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"configuration file {path} is not UTF-8 text") from None
     return _parse_yaml(text, source=str(path))
 
 
@@ -104,9 +106,9 @@ def environment_layer(environ: Mapping[str, str] | None = None) -> dict[str, Any
 def format_validation_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
-        location = ".".join(str(p) for p in item["loc"]) or "configuration"
+        location = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{location}: {message}")
+        parts.append(f"{location}: {message}" if location else message)
     return "invalid configuration: " + "; ".join(parts)
 
 
@@ -119,12 +121,12 @@ def load_settings(
     directory = Path(config_dir or env.get("COMPOSER_CONFIG_DIR", "config"))
     layers = [embedded_defaults()]
     default_file = directory / "default.yaml"
-    if default_file.is_file():
+    if default_file.exists():  # a directory or an unreadable file there is an error, not "no file"
         layers.append(read_yaml_file(default_file))
     composer_env = env.get("COMPOSER_ENV")
     if composer_env:
         env_file = directory / f"{composer_env}.yaml"
-        if not env_file.is_file():
+        if not env_file.exists():
             raise ConfigurationError(
                 f"COMPOSER_ENV={composer_env} but {env_file} does not exist (create it or unset COMPOSER_ENV)"
             )

@@ -15,7 +15,8 @@ Selector = Literal["docker", "kubernetes", "portainer", "swarm"]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinities or NaN anywhere: `execute_schedule: inf` would silently stop reconciling.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LoggerSettings(Section):
@@ -88,10 +89,11 @@ class AuditSettings(Section):
 
 
 class ManagerSettings(Section):
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=256)
     name: str = "Filigran connector manager"
-    execute_schedule: float = Field(default=10, gt=0, description="seconds between reconcile passes")
-    ping_alive_schedule: float = Field(default=60, gt=0, description="seconds between pings")
+    # Bounded below so that no setting can make a busy loop, above so that a typo cannot stop it.
+    execute_schedule: float = Field(default=10, ge=0.5, le=86_400, description="seconds between reconcile passes")
+    ping_alive_schedule: float = Field(default=60, ge=1, le=86_400, description="seconds between pings")
     credentials_key: str | None = None
     credentials_key_filepath: Path | None = None
     credentials_key_pkcs11: Pkcs11Settings | None = None
@@ -106,7 +108,7 @@ class ManagerSettings(Section):
     # a bigger drop waits for the next pass to confirm it.
     max_removals_per_pass: int = Field(default=5, ge=0)
     max_removals_fraction: float = Field(default=0.2, ge=0, le=1)
-    health_interval: float = Field(default=30, gt=0, description="seconds between health reports")
+    health_interval: float = Field(default=30, ge=1, le=86_400, description="seconds between health reports")
     logs_tail: int = Field(default=100, ge=1, le=10_000)
     # Where files mounted into workloads (the proxy CA bundle) are written; default
     # /var/lib/xtm-composer as root, else ~/.local/share/xtm-composer.
@@ -120,6 +122,13 @@ class ManagerSettings(Section):
     @classmethod
     def _blank_key_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("id")
+    @classmethod
+    def _meaningful_id(cls, value: str) -> str:
+        if not value.strip() or value != value.strip():
+            raise ValueError("must be a non-blank id without leading or trailing spaces")
+        return value
 
 
 class RegistrySettings(Section):
@@ -203,7 +212,7 @@ class DaemonSettings(Section):
 
 class PlatformSettings(Section):
     enable: bool = False
-    url: str = "http://localhost:4000"
+    url: str | None = None
     token: str = Field(default="", repr=False)
     # The token read from a file (a mounted secret) instead of the configuration; wins over `token`.
     token_file: Path | None = None
@@ -219,14 +228,16 @@ class PlatformSettings(Section):
     no_proxy: str | None = None
     https_proxy_ca: list[str] | str | None = None
     https_proxy_reject_unauthorized: bool = True
-    logs_schedule: float = Field(default=10, gt=0, description="seconds between log pushes, per connector")
-    request_timeout: float = Field(default=30, gt=0)
-    connect_timeout: float = Field(default=10, gt=0)
+    logs_schedule: float = Field(default=10, ge=1, le=86_400, description="seconds between log pushes, per connector")
+    request_timeout: float = Field(default=30, gt=0, le=600)
+    connect_timeout: float = Field(default=10, gt=0, le=600)
     daemon: DaemonSettings = DaemonSettings()
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
@@ -241,6 +252,8 @@ class Settings(Section):
     def _enabled_platform_has_token(self) -> Settings:
         for name in ("opencti", "openaev"):
             platform: PlatformSettings = getattr(self, name)
+            if platform.enable and not platform.url:
+                raise ValueError(f"{name}.url is required when {name}.enable is true")
             if platform.enable and not (platform.token or platform.token_file):
                 raise ValueError(f"{name}.token (or {name}.token_file) is required when {name}.enable is true")
             if bool(platform.tls_client_cert) != bool(platform.tls_client_key):
