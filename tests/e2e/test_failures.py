@@ -128,6 +128,11 @@ async def test_an_image_change_that_cannot_be_pulled_keeps_the_running_workload(
     assert "pull" in result.report.failures[0].error
     assert our_containers(docker_client, manager_id) == {before}
     assert docker_client.containers.get(before).status == "running"
+    # The admin sees why on the platform, once, in the connector's logs.
+    (note,) = emulator.state.connector(connector.id).logs
+    assert note.startswith("[xtm-composer] recreate") and "keeps its previous configuration" in note
+    await runtime.reconcile_once()
+    assert emulator.state.stats().get("updateConnectorLogs", 0) >= 1
     await runtime.close()
 
 

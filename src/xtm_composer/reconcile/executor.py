@@ -10,9 +10,10 @@ others. Secrets are decrypted only here, only for a deploy or recreate, and drop
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import structlog
 
@@ -45,6 +46,8 @@ from xtm_composer.reconcile.planner import Plan
 from xtm_composer.telemetry import NullTelemetry, Telemetry
 
 log = get_logger(__name__)
+T = TypeVar("T")
+NOTE_PREFIX = "[xtm-composer]"
 
 _REPORTS = (ReportStatus, ReportHealth, ReportLogs)
 _AUDITED = (Deploy, Recreate, Start, Stop, Remove, ReportStatus)
@@ -72,6 +75,8 @@ class PassReport:
     decryptions: int = 0
     # Connectors whose workload action failed: their reports are skipped this pass.
     failed_connectors: set[str] = field(default_factory=set)
+    # (connector id, line) the admin should see on the platform: why a workload could not be changed.
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def failures(self) -> list[ActionOutcome]:
@@ -122,7 +127,15 @@ class Executor:
             ]
             if batch:
                 report.outcomes.extend(await asyncio.gather(*(self._guarded(a, report) for a in batch)))
+        if report.notes:
+            await asyncio.gather(*(self._send_note(cid, line) for cid, line in report.notes))
         return report
+
+    async def _send_note(self, connector_id: str, line: str) -> None:
+        try:
+            await self._platform.report_logs(connector_id, [line])
+        except ComposerError as exc:
+            log.warning("could not show the error on the platform", connector_id=connector_id, error=str(exc))
 
     async def _guarded(self, action: Action, report: PassReport) -> ActionOutcome:
         connector_id = connector_id_of(action)
@@ -201,6 +214,11 @@ class Executor:
             log.error("action failed", description=describe(action), error=error)
         if connector_id is not None and not isinstance(action, _REPORTS):
             report.failed_connectors.add(connector_id)
+            mem = self._memory_of(connector_id)
+            if not isinstance(action, Remove) and mem.noted_error != error:
+                # Once per distinct error: the platform shows it in the connector's logs.
+                mem.noted_error = error
+                report.notes.append((connector_id, f"{NOTE_PREFIX} {describe(action)} failed: {error}"))
         if connector_id is not None:
             connector = None if isinstance(action, Remove) else action.connector
             failed_for = (connector.contract_hash, connector.requested_status.value) if connector else None
@@ -221,7 +239,7 @@ class Executor:
                 log.warning("removing workload", workload=workload.name, reason=reason)
                 await self._orchestrator.remove(workload)
             case Deploy(connector=connector, name=name, start=start):
-                spec = await self._spec(connector, name, report)
+                spec = await self._with_consequence(self._spec(connector, name, report), "not deployed")
                 try:
                     await self._orchestrator.deploy(spec, start=start)
                 except WorkloadConflict as exc:
@@ -233,8 +251,12 @@ class Executor:
                 self._memory_of(connector.id).forget_workload()
             case Recreate(connector=connector, name=name, old=old, start=start):
                 # Decrypt and pull first: a bad secret or an image that cannot be pulled keeps the old one.
-                spec = await self._spec(connector, name, report)
-                await self._orchestrator.prepare(spec)
+                spec = await self._with_consequence(
+                    self._spec(connector, name, report), "the running workload keeps its previous configuration"
+                )
+                await self._with_consequence(
+                    self._orchestrator.prepare(spec), "the running workload keeps its previous configuration"
+                )
                 await self._orchestrator.remove(old)
                 await self._orchestrator.deploy(spec, start=start)
                 log.info("workload recreated", workload=name, started=start)
@@ -301,6 +323,14 @@ class Executor:
                     mem.last_logs_digest = digest
                 mem.last_logs_at = self._clock()
 
+    @staticmethod
+    async def _with_consequence(step: Awaitable[T], consequence: str) -> T:
+        """Say what a failure means for the connector, in the error the admin will read."""
+        try:
+            return await step
+        except ComposerError as exc:
+            raise type(exc)(f"{exc}; {consequence}") from None
+
     async def _spec(self, connector: Connector, name: str, report: PassReport) -> WorkloadSpec:
         # RSA-4096 decryption costs ~2 ms of CPU per value and releases the GIL: off the event loop.
         entries = await asyncio.to_thread(self._decrypted_entries, connector)
@@ -334,6 +364,6 @@ class Executor:
             except DecryptionError as exc:
                 raise DecryptionError(
                     f"cannot decrypt configuration key {entry.key} of connector {connector.name!r} "
-                    f"({connector.id}) with the composer's private key: {exc}; not deployed"
+                    f"({connector.id}) with the composer's key(s): {exc}"
                 ) from None
         return entries

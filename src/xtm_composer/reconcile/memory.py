@@ -35,6 +35,7 @@ class ConnectorMemory:
     held_hash: str | None = None
     last_health: tuple[int, str | None, bool] | None = None  # restart count, started at, loop: for `status`
     failed_for: tuple[str | None, str] | None = None
+    noted_error: str | None = None  # the last error shown on the platform (each one once)
 
     def record_failure(self, error: str, *, now: float, failed_for: tuple[str | None, str] | None = None) -> None:
         """`failed_for` is the (hash, requested status) the failure happened with: when the admin
@@ -47,6 +48,7 @@ class ConnectorMemory:
             self.backoff_until = now + delay
 
     def record_success(self) -> None:
+        self.noted_error = None
         self.failures = 0
         self.backoff_until = 0.0
         self.last_error = None
