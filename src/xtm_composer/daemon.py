@@ -109,6 +109,8 @@ class PlatformRuntime:
     def __post_init__(self) -> None:
         self._static_keys = KeyRing.of(self.private_key)
         self._registered_generation = 0
+        self._skip_reason: str | None = None
+        self._skipped_passes = 0
 
     @property
     def keys(self) -> KeyRing:
@@ -331,18 +333,31 @@ class PlatformRuntime:
                     )
             except PlatformAuthError as exc:
                 self.needs_confirmation = True
-                log.error("reconcile skipped: the platform refused the token; nothing removed", error=str(exc))
+                self._skipped("the platform refused the token", exc, level="error")
                 self._platform_auth_failed(exc)
             except PlatformError as exc:
                 self.needs_confirmation = True
-                log.warning("reconcile skipped: platform unavailable; nothing removed", error=str(exc))
+                self._skipped("platform unavailable", exc)
             except OrchestratorError as exc:
-                log.warning("reconcile skipped: orchestrator unavailable", error=str(exc))
+                self._skipped("orchestrator unavailable", exc)
                 self.telemetry.health.engine_ok[self.kind.value] = False
             except ComposerError as exc:
-                log.error("reconcile pass failed", error=str(exc))
+                self._skipped("pass failed", exc, level="error")
+            else:
+                if self._skip_reason is not None:
+                    log.info("reconcile resumed", after=self._skip_reason, skipped_passes=self._skipped_passes)
+                    self._skip_reason, self._skipped_passes = None, 0
             if await sleep_or_stop(stop, self.execute_schedule - (time.monotonic() - started)):
                 return
+
+    def _skipped(self, reason: str, exc: Exception, *, level: str = "warning") -> None:
+        """Say it once when passes start being skipped (nothing is removed meanwhile), not every pass."""
+        self._skipped_passes += 1
+        if reason != self._skip_reason:
+            self._skip_reason = reason
+            getattr(log, level)(f"reconcile skipped: {reason}; nothing is removed until it recovers", error=str(exc))
+        else:
+            log.debug("reconcile still skipped", reason=reason, error=str(exc), passes=self._skipped_passes)
 
     async def close(self) -> None:
         await self.platform.aclose()

@@ -48,6 +48,7 @@ from xtm_composer.telemetry import NullTelemetry, Telemetry
 log = get_logger(__name__)
 T = TypeVar("T")
 NOTE_PREFIX = "[xtm-composer]"
+MAX_LOGGED_NAME = 120  # a connector name is repeated on every line of its actions
 
 _REPORTS = (ReportStatus, ReportHealth, ReportLogs)
 _AUDITED = (Deploy, Recreate, Start, Stop, Remove, ReportStatus)
@@ -140,6 +141,7 @@ class Executor:
     async def _guarded(self, action: Action, report: PassReport) -> ActionOutcome:
         connector_id = connector_id_of(action)
         name = action.workload.name if isinstance(action, Remove) else action.connector.name
+        name = name if len(name) <= MAX_LOGGED_NAME else name[:MAX_LOGGED_NAME] + "…"
         bound = structlog.contextvars.bound_contextvars(
             platform=self._platform_kind.value, connector_id=connector_id, connector_name=name, action=action.kind
         )
@@ -236,7 +238,7 @@ class Executor:
                     "left untouched (rename one of the connectors)"
                 )
             case Remove(workload=workload, reason=reason):
-                log.warning("removing workload", workload=workload.name, reason=reason)
+                log.info("removing workload", workload=workload.name, reason=reason)
                 await self._orchestrator.remove(workload)
             case Deploy(connector=connector, name=name, start=start):
                 spec = await self._with_consequence(self._spec(connector, name, report), "not deployed")
