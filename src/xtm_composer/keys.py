@@ -160,6 +160,11 @@ def rotate_key(path: Path) -> Path:
 def write_new_key(path: Path, *, overwrite: bool = False) -> RSAPrivateKey:
     """Write a fresh RSA-4096 PKCS#8 key, readable by its owner only (mode 0600 from creation)."""
     key = generate_private_key()
+    if not path.parent.exists():
+        try:
+            path.parent.mkdir(mode=0o700, parents=True)  # a new directory for a key: owner only
+        except OSError as exc:
+            raise CredentialsKeyError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
         fd = os.open(path, flags, stat.S_IRUSR | stat.S_IWUSR)

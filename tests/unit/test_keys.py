@@ -58,3 +58,12 @@ def test_keygen_writes_a_4096_bit_pkcs8_key_readable_by_its_owner_only(tmp_path)
         [sys.executable, "-m", "xtm_composer", "keygen", str(path)], capture_output=True, text=True, timeout=120
     )
     assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_keygen_creates_a_missing_directory_readable_by_its_owner_only(tmp_path):
+    path = tmp_path / "etc" / "xtm-composer" / "key.pem"
+    result = subprocess.run(
+        [sys.executable, "-m", "xtm_composer", "keygen", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700 and stat.S_IMODE(path.stat().st_mode) == 0o600
