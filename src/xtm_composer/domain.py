@@ -16,6 +16,9 @@ LABEL_CONNECTOR_ID = "opencti-connector-id"
 LABEL_PLATFORM = "opencti-platform"
 # Env var (Docker) / annotation (Kubernetes) holding the platform's contract hash.
 HASH_KEY = "OPENCTI_CONFIG_HASH"
+# Our own label with the same hash on Docker-API workloads, so a steady pass never inspects them
+# (the Rust composer's workloads lack it: their env is read once instead).
+LABEL_CONFIG_HASH = "opencti-config-hash"
 
 
 class PlatformKind(enum.StrEnum):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
-from xtm_composer.config.settings import PlatformSettings, Settings
+from xtm_composer.config.settings import PlatformSettings, PortainerSettings, Settings
 from xtm_composer.daemon import PlatformRuntime, build_runtime
 from xtm_composer.domain import PlatformKind
 from xtm_composer.errors import ConfigurationError
@@ -31,9 +32,29 @@ def build_orchestrator(kind: PlatformKind, settings: PlatformSettings, *, data_d
         from xtm_composer.orchestrators.kubernetes import KubernetesOrchestrator
 
         return KubernetesOrchestrator(daemon.kubernetes, daemon.registry)
-    raise ConfigurationError(
-        f"{kind.value}.daemon.selector: '{daemon.selector}' is not supported yet (supported: docker, kubernetes)"
-    )
+    if daemon.selector == "swarm":
+        from xtm_composer.orchestrators.swarm import SwarmOrchestrator
+
+        return SwarmOrchestrator(daemon.swarm, daemon.registry)
+    if daemon.selector == "portainer":
+        from xtm_composer.orchestrators.portainer import PortainerOrchestrator
+
+        return PortainerOrchestrator(
+            daemon.portainer, daemon.registry, verify=portainer_tls(daemon.portainer), files_directory=data_directory
+        )
+    raise ConfigurationError(f"{kind.value}.daemon.selector: unknown orchestrator '{daemon.selector}'")
+
+
+def portainer_tls(settings: PortainerSettings) -> bool | ssl.SSLContext:
+    """Portainer's certificate is verified (the Rust composer never does) unless explicitly disabled."""
+    if settings.unsecured_certificate:
+        return False
+    if settings.ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(settings.ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"daemon.portainer.ca_bundle: {exc}") from None
 
 
 def build_platform(kind: PlatformKind, settings: PlatformSettings, *, manager_id: str, proxy: ProxyConfig) -> Platform:

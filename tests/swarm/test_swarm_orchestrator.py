@@ -12,14 +12,14 @@ import trustme
 
 from xtm_composer.config.settings import RegistrySettings
 from xtm_composer.config.swarm import SwarmSettings
-from xtm_composer.domain import HASH_KEY, LABEL_MANAGER, MountedFile, WorkloadState
+from xtm_composer.domain import HASH_KEY, LABEL_CONFIG_HASH, LABEL_MANAGER, MountedFile, WorkloadState
 from xtm_composer.errors import OrchestratorUnavailable, WorkloadConflict
-from xtm_composer.orchestrators.docker_engine import LABEL_CONFIG_HASH
 from xtm_composer.orchestrators.specs import split_env_line
 from xtm_composer.orchestrators.swarm import SwarmOrchestrator
 from xtm_composer.proxy import PROXY_CA_PATH
 
 from .helpers import TRICKY_VALUES, make_spec, wait_for
+from .scenario import Observed, run_connector_life
 
 pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("swarm")]
 
@@ -72,7 +72,9 @@ async def test_lifecycle_with_exact_env_logs_and_no_restart_counted_for_stop_and
 async def test_crashing_service_is_restarting_and_reported_as_a_reboot_loop(demo_image, manager_id):
     orchestrator = SwarmOrchestrator(FAST_RESTARTS)
     name = f"{manager_id}-crash"
-    workload = await orchestrator.deploy(make_spec(manager_id, demo_image, name=name, extra={"DEMO_CRASH": "1"}), start=True)
+    workload = await orchestrator.deploy(
+        make_spec(manager_id, demo_image, name=name, extra={"DEMO_CRASH": "1"}), start=True
+    )
 
     async def looping():
         health = await orchestrator.health(workload)
@@ -80,10 +82,25 @@ async def test_crashing_service_is_restarting_and_reported_as_a_reboot_loop(demo
 
     health = await wait_for(looping, timeout=40, interval=0.5)
     assert health.restart_count > 3
-    states = {await state_of(orchestrator, manager_id, name) for _ in range(3)}
-    assert states <= {WorkloadState.RESTARTING, WorkloadState.RUNNING} and WorkloadState.RESTARTING in states
-    lines = await orchestrator.logs(workload, tail=3)
-    assert len(lines) == 3 and all("crashed on start" in line for line in lines)
+    assert await wait_for(lambda: _is(orchestrator, manager_id, name, WorkloadState.RESTARTING), timeout=10)
+    lines = await orchestrator.logs(workload, tail=3)  # merged from the crashed tasks, newest last
+    assert len(lines) == 3 and any("crashed on start" in line for line in lines)
+
+
+async def test_image_no_node_can_pull_is_pending_in_a_reboot_loop_with_the_engine_reason(manager_id):
+    orchestrator = SwarmOrchestrator(FAST_RESTARTS)
+    workload = await orchestrator.deploy(
+        make_spec(manager_id, "registry.invalid/no/image:1", name=f"{manager_id}-np"), start=True
+    )
+
+    async def looping():
+        health = await orchestrator.health(workload)
+        return health if health.is_in_reboot_loop else None
+
+    health = await wait_for(looping, timeout=30, interval=0.5)
+    assert health.started_at is None and "No such image: registry.invalid/no/image:1" in (health.reason or "")
+    (listed,) = await orchestrator.list_workloads(manager_id=manager_id)
+    assert listed.state is WorkloadState.PENDING and listed.detail.startswith("rejected: ")
 
 
 async def test_every_swarm_option_and_the_proxy_ca_reach_the_running_container(
@@ -127,7 +144,9 @@ async def test_every_swarm_option_and_the_proxy_ca_reach_the_running_container(
         RegistrySettings(server="registry.test.invalid:5000", username="reg-user", password="reg-pass"),
         client_factory=lambda: RecordingClient(version="auto", **docker.utils.kwargs_from_env()),
     )
-    spec = make_spec(manager_id, "opencti/connector-swarm:6.8.3", name=f"{manager_id}-opts", files=(MountedFile(PROXY_CA_PATH, ca),))
+    spec = make_spec(
+        manager_id, "opencti/connector-swarm:6.8.3", name=f"{manager_id}-opts", files=(MountedFile(PROXY_CA_PATH, ca),)
+    )
     try:
         workload = await orchestrator.deploy(spec, start=True)
         auth = json.loads(base64.urlsafe_b64decode(seen_headers[0]["X-Registry-Auth"]))
@@ -152,7 +171,10 @@ async def test_every_swarm_option_and_the_proxy_ca_reach_the_running_container(
         assert host["Ulimits"] == [{"Name": "nofile", "Hard": 8192, "Soft": 4096}]
         assert host["ReadonlyRootfs"] is True and host["Init"] is True
         assert host["NanoCpus"] == 500_000_000 and host["Memory"] == 256 * 2**20
-        assert container.attrs["Config"]["Hostname"] == "connector-host" and container.attrs["Config"]["User"] == "65534:65534"
+        assert (
+            container.attrs["Config"]["Hostname"] == "connector-host"
+            and container.attrs["Config"]["User"] == "65534:65534"
+        )
         assert network.name in container.attrs["NetworkSettings"]["Networks"]
         code, output = container.exec_run(["cat", PROXY_CA_PATH])
         assert code == 0 and output.decode().strip() == ca.strip()
@@ -179,8 +201,14 @@ async def test_update_out_of_sequence_is_retried_on_a_fresh_read(docker_client, 
             if len(reads) == 1:
                 spec = info["Spec"]
                 spec["Labels"] = {**spec["Labels"], "touched-by": "someone-else"}
-                other.update_service(info["ID"], info["Version"]["Index"], name=spec["Name"], labels=spec["Labels"],
-                                     mode=spec["Mode"], task_template=spec["TaskTemplate"])
+                other.update_service(
+                    info["ID"],
+                    info["Version"]["Index"],
+                    name=spec["Name"],
+                    labels=spec["Labels"],
+                    mode=spec["Mode"],
+                    task_template=spec["TaskTemplate"],
+                )
             return info
 
     orchestrator = SwarmOrchestrator(
@@ -198,7 +226,9 @@ async def test_update_out_of_sequence_is_retried_on_a_fresh_read(docker_client, 
 async def test_steady_listing_is_one_engine_call_whatever_the_number_of_services(demo_image, manager_id):
     orchestrator = SwarmOrchestrator(FAST_RESTARTS)
     for i in range(5):
-        await orchestrator.deploy(make_spec(manager_id, demo_image, name=f"{manager_id}-n{i}", cid=f"c{i}"), start=i < 2)
+        await orchestrator.deploy(
+            make_spec(manager_id, demo_image, name=f"{manager_id}-n{i}", cid=f"c{i}"), start=i < 2
+        )
 
     async def settled():
         workloads = await orchestrator.list_workloads(manager_id=manager_id)
@@ -220,10 +250,14 @@ async def test_hash_of_a_service_made_by_the_rust_composer_is_read_from_its_env(
         mode=docker.types.ServiceMode("replicated", replicas=0),
     )
     (workload,) = await SwarmOrchestrator().list_workloads(manager_id=manager_id)
-    assert workload.config_hash == "legacy-hash" and workload.platform is None and LABEL_CONFIG_HASH not in workload.labels
+    assert (
+        workload.config_hash == "legacy-hash" and workload.platform is None and LABEL_CONFIG_HASH not in workload.labels
+    )
 
 
-async def test_name_taken_by_a_foreign_service_is_a_conflict_and_it_is_left_alone(docker_client, demo_image, manager_id):
+async def test_name_taken_by_a_foreign_service_is_a_conflict_and_it_is_left_alone(
+    docker_client, demo_image, manager_id
+):
     name = f"{manager_id}-taken"
     foreign = docker_client.services.create(
         demo_image, name=name, labels={"owner": "someone-else"}, mode=docker.types.ServiceMode("replicated", replicas=0)
@@ -238,7 +272,9 @@ async def test_name_taken_by_a_foreign_service_is_a_conflict_and_it_is_left_alon
 
 
 async def test_engine_unreachable_is_orchestrator_unavailable():
-    broken = SwarmOrchestrator(client_factory=lambda: docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41"))
+    broken = SwarmOrchestrator(
+        client_factory=lambda: docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    )
     with pytest.raises(OrchestratorUnavailable):
         await broken.list_workloads(manager_id="x")
 
@@ -260,3 +296,19 @@ async def _network_removable(network) -> bool:
         return True
     except docker.errors.APIError:
         return False
+
+
+async def test_reconcile_loop_deploys_changes_stops_starts_and_removes_an_orphan_service(
+    docker_client, demo_image, manager_id
+):
+    async def observe(connector_id: str) -> Observed | None:
+        services = docker_client.api.services(filters={"label": f"opencti-connector-id={connector_id}"}, status=True)
+        if not services:
+            return None
+        (service,) = services
+        env = dict(split_env_line(line) for line in service["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"])
+        return Observed(ident=service["ID"], running=service["ServiceStatus"]["RunningTasks"] > 0, env=env)
+
+    orchestrator = SwarmOrchestrator(FAST_RESTARTS)
+    await run_connector_life(orchestrator, manager_id=manager_id, image=demo_image, observe=observe)
+    await orchestrator.close()

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xtm_composer.config.swarm import SwarmSettings
+
 Selector = Literal["docker", "kubernetes", "portainer", "swarm"]
 
 
@@ -164,6 +166,9 @@ class PortainerSettings(Section):
     api_version: str = "v1.44"
     stack: str | None = None
     network_mode: str | None = None
+    # Portainer's certificate is verified unless this is set (its default one is self-signed).
+    unsecured_certificate: bool = False
+    ca_bundle: Path | None = None  # CA that signed Portainer's certificate
 
 
 class UlimitSettings(Section):
@@ -189,11 +194,6 @@ class DockerSettings(Section):
     shm_size: int | str | None = None
     sysctls: dict[str, str | int | float] | None = None
     ulimits: list[UlimitSettings] | None = None
-
-
-class SwarmSettings(Section):
-    # Accepted for configuration compatibility; the Swarm orchestrator reads these.
-    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class DaemonSettings(Section):

@@ -20,7 +20,15 @@ import docker.errors
 import requests
 
 from xtm_composer.config.settings import DockerSettings, RegistrySettings
-from xtm_composer.domain import HASH_KEY, LABEL_MANAGER, Health, Workload, WorkloadSpec, WorkloadState
+from xtm_composer.domain import (
+    HASH_KEY,
+    LABEL_CONFIG_HASH,
+    LABEL_MANAGER,
+    Health,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
 from xtm_composer.errors import (
     ImagePullError,
     OrchestratorError,
@@ -29,6 +37,7 @@ from xtm_composer.errors import (
     WorkloadNotFound,
 )
 from xtm_composer.observability import get_logger
+from xtm_composer.orchestrators.docker_common import container_state, parse_docker_time
 from xtm_composer.orchestrators.docker_options import (
     ImageReference,
     host_config_kwargs,
@@ -42,19 +51,7 @@ from xtm_composer.orchestrators.specs import split_env_line
 log = get_logger(__name__)
 T = TypeVar("T")
 
-# Our own label with the hash, so a steady pass never needs to inspect containers.
-LABEL_CONFIG_HASH = "opencti-config-hash"
 STOP_TIMEOUT_SECONDS = 10
-
-_STATES = {
-    "running": WorkloadState.RUNNING,
-    "restarting": WorkloadState.RESTARTING,
-    "created": WorkloadState.CREATED,
-    "exited": WorkloadState.EXITED,
-    "paused": WorkloadState.PAUSED,
-    "dead": WorkloadState.DEAD,
-    "removing": WorkloadState.EXITED,
-}
 
 
 class DockerOrchestrator:
@@ -166,7 +163,7 @@ class DockerOrchestrator:
         )
         return Workload(
             name=name,
-            state=_STATES.get(str(row.get("State", "")).lower(), WorkloadState.UNKNOWN),
+            state=container_state(row.get("State")),
             labels=labels,
             config_hash=config_hash,
             engine_id=row["Id"],
@@ -177,7 +174,7 @@ class DockerOrchestrator:
         state = info.get("State") or {}
         return health_from_state(
             restart_count=int(info.get("RestartCount") or 0),
-            started_at=_parse_docker_time(state.get("StartedAt")),
+            started_at=parse_docker_time(state.get("StartedAt")),
             now=datetime.now(UTC),
         )
 
@@ -268,21 +265,6 @@ def _ref(workload: Workload) -> str:
 
 def _explain(exc: docker.errors.APIError) -> str:
     return str(exc.explanation or exc)
-
-
-def _parse_docker_time(raw: Any) -> datetime | None:
-    """Docker gives RFC 3339 with nanoseconds; `0001-01-01T00:00:00Z` means never started."""
-    if not isinstance(raw, str) or not raw or raw.startswith("0001-"):
-        return None
-    text = raw.rstrip("Z")
-    if "." in text:
-        head, frac = text.split(".", 1)
-        digits = "".join(ch for ch in frac if ch.isdigit())[:6]
-        text = f"{head}.{digits}" if digits else head
-    try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def _api_client_from_env() -> docker.APIClient:

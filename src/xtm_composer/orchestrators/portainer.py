@@ -26,7 +26,15 @@ from urllib.parse import quote
 import httpx
 
 from xtm_composer.config.settings import DockerSettings, PortainerSettings, RegistrySettings
-from xtm_composer.domain import HASH_KEY, LABEL_MANAGER, Health, Workload, WorkloadSpec, WorkloadState
+from xtm_composer.domain import (
+    HASH_KEY,
+    LABEL_CONFIG_HASH,
+    LABEL_MANAGER,
+    Health,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
 from xtm_composer.errors import (
     ConfigurationError,
     ImagePullError,
@@ -38,7 +46,6 @@ from xtm_composer.errors import (
 )
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.docker_common import container_state, parse_docker_time, registry_auth_header
-from xtm_composer.orchestrators.docker_engine import LABEL_CONFIG_HASH
 from xtm_composer.orchestrators.docker_logs import LogDecoder, last_lines, multiplexed_from_content_type
 from xtm_composer.orchestrators.docker_options import ImageReference, host_config, image_reference, registry_auth
 from xtm_composer.orchestrators.files import MountedFileStore
@@ -289,6 +296,11 @@ class PortainerOrchestrator:
         return last_lines(lines, tail)
 
     # -- actions --------------------------------------------------------------------------
+    async def prepare(self, spec: WorkloadSpec) -> None:
+        """What can fail before an old container is removed: the image pull and the mounted files."""
+        await self._ensure_image(image_reference(spec.image, self._registry))
+        self._files.materialise(spec.files)
+
     async def deploy(self, spec: WorkloadSpec, *, start: bool) -> Workload:
         image = image_reference(spec.image, self._registry)
         await self._ensure_image(image)

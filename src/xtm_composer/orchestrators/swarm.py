@@ -38,17 +38,27 @@ import requests
 
 from xtm_composer.config.settings import RegistrySettings
 from xtm_composer.config.swarm import SwarmSettings
-from xtm_composer.domain import HASH_KEY, LABEL_MANAGER, Health, MountedFile, Workload, WorkloadSpec, WorkloadState
+from xtm_composer.domain import (
+    HASH_KEY,
+    LABEL_CONFIG_HASH,
+    LABEL_MANAGER,
+    Health,
+    MountedFile,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
 from xtm_composer.errors import (
+    ImagePullError,
     InvalidWorkloadSpec,
     OrchestratorError,
+    OrchestratorForbidden,
     OrchestratorUnavailable,
     WorkloadConflict,
     WorkloadNotFound,
 )
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.docker_common import parse_docker_time, registry_auth_header
-from xtm_composer.orchestrators.docker_engine import LABEL_CONFIG_HASH
 from xtm_composer.orchestrators.docker_logs import (
     decode_log_lines,
     last_lines,
@@ -133,7 +143,10 @@ def running_since(tasks: Iterable[Mapping[str, Any]]) -> datetime | None:
 
 
 def service_state(*, desired: int, running: int | None, tasks: list[Mapping[str, Any]]) -> WorkloadState:
-    """What one service amounts to. `running` from the service status, or None to count tasks."""
+    """What one service amounts to. `running` from the service status, or None to count tasks.
+
+    PENDING means "meant to run, the engine keeps trying" (the planner neither starts it again nor
+    reports it started); RESTARTING means "it ran and the restart policy is bringing it back"."""
     if desired <= 0:
         return WorkloadState.EXITED
     if running is None:
@@ -144,8 +157,13 @@ def service_state(*, desired: int, running: int | None, tasks: list[Mapping[str,
     if not newest:
         return WorkloadState.PENDING  # created, not scheduled yet
     if any(_task_state(t) in ACTIVE_TASK_STATES | {RUNNING_TASK_STATE} for t in newest):
-        crashed_before = any(_task_state(t) in ENDED_ON_ITS_OWN for t in tasks)
-        return WorkloadState.RESTARTING if crashed_before else WorkloadState.PENDING
+        # A new task is on its way. After a task that ran and ended (crash, exit), the engine is
+        # restarting it, as Docker's "restarting"; on a first start, or after refusals (image not
+        # pullable, no node fits), it is still trying to get it running: pending.
+        ended = [t for t in tasks if _task_state(t) in ENDED_ON_ITS_OWN]
+        if ended and _task_state(max(ended, key=_task_order)) != "rejected":
+            return WorkloadState.RESTARTING
+        return WorkloadState.PENDING
     # Every slot ended and nothing replaces it: restart policy exhausted, or condition none/on-failure.
     if any(_task_state(t) in FAILED_TASK_STATES for t in newest):
         return WorkloadState.DEAD
@@ -175,15 +193,27 @@ def _hash_of(spec: Mapping[str, Any]) -> str | None:
     return env.get(HASH_KEY)
 
 
+def task_problem(tasks: Iterable[Mapping[str, Any]]) -> str | None:
+    """The engine's words about the newest task in trouble: "rejected: No such image: …",
+    "failed: task: non-zero exit (1)", "pending: no suitable node (…)" (placement constraints)."""
+    troubled = [t for t in tasks if _task_state(t) != RUNNING_TASK_STATE and (t.get("Status") or {}).get("Err")]
+    if not troubled:
+        return None
+    newest = max(troubled, key=_task_order)
+    return f"{_task_state(newest)}: {newest['Status']['Err']}"
+
+
 def workload_from_service(service: Mapping[str, Any], tasks: list[Mapping[str, Any]]) -> Workload:
     spec = service.get("Spec") or {}
     desired, running = _desired_and_running(service)
+    state = service_state(desired=desired, running=running, tasks=tasks)
     return Workload(
         name=str(spec.get("Name") or service.get("ID")),
-        state=service_state(desired=desired, running=running, tasks=tasks),
+        state=state,
         labels=dict(spec.get("Labels") or {}),
         config_hash=_hash_of(spec),
         engine_id=str(service.get("ID")) if service.get("ID") else None,
+        detail=None if state in (WorkloadState.RUNNING, WorkloadState.EXITED) else task_problem(tasks),
     )
 
 
@@ -250,6 +280,8 @@ class SwarmOrchestrator:
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
                 raise WorkloadConflict(f"{what}: {_explain(exc)}") from None
+            if exc.status_code in (401, 403):  # an authorization plugin or proxy in front of the engine
+                raise OrchestratorForbidden(f"{what}: {_explain(exc)}") from None
             if exc.status_code is not None and exc.status_code >= 500:
                 # 503 "This node is not a swarm manager" lands here, with the engine's words.
                 raise OrchestratorUnavailable(f"{what}: {_explain(exc)}") from None
@@ -300,7 +332,13 @@ class SwarmOrchestrator:
         with self._tally_lock:
             tally = self._tallies.setdefault(sorted(service_ids)[0], _RestartTally())
             restart_count = tally.update(replaced)
-        return health_from_state(restart_count=restart_count, started_at=running_since(tasks), now=datetime.now(UTC))
+        started_at = running_since(tasks)
+        return health_from_state(
+            restart_count=restart_count,
+            started_at=started_at,
+            now=datetime.now(UTC),
+            reason=None if started_at is not None else task_problem(tasks),
+        )
 
     async def logs(self, workload: Workload, *, tail: int) -> list[str]:
         ref = _ref(workload)
@@ -316,6 +354,33 @@ class SwarmOrchestrator:
         return last_lines(await self._call(f"logs of {workload.name}", fetch), tail)
 
     # -- actions --------------------------------------------------------------------------
+    async def prepare(self, spec: WorkloadSpec) -> None:
+        """What can fail before an old service is removed: the image and the file configs.
+
+        Nodes pull images themselves when they run a task, so nothing is pulled here (a manager may
+        run no connector at all); the image must be known to this manager or resolvable in its
+        registry with our credentials (`GET /distribution/…`, what `docker service create` asks),
+        else the running service is kept and the error is an `ImagePullError`.
+        """
+        image = str(image_reference(spec.image, self._registry))
+        auth = registry_auth(self._registry)
+
+        def check(api: docker.APIClient) -> None:
+            try:
+                api.inspect_image(image)
+                return
+            except docker.errors.NotFound:
+                pass
+            try:
+                api.inspect_distribution(image, auth_config=auth)
+            except docker.errors.APIError as exc:
+                raise ImagePullError(
+                    f"{image}: not on this manager and not resolvable in its registry: {_explain(exc)}"
+                ) from None
+
+        await self._call(f"image {image}", check)
+        await self._ensure_configs(spec)
+
     async def deploy(self, spec: WorkloadSpec, *, start: bool) -> Workload:
         image = str(image_reference(spec.image, self._registry))
         configs = await self._ensure_configs(spec)
