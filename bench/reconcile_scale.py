@@ -7,7 +7,7 @@ with a fixed latency per call.
                 (one action at a time, as the Rust composer does) vs ours (bounded concurrency)
 
 The emulator runs in its own process, so the CPU column is the composer's alone. Real-engine
-figures for small N come from bench/steady_pass.py.
+figures come from bench/steady_pass.py.
 
     python bench/reconcile_scale.py [--sizes 100 1000 5000] [--cold 200] [--latency-ms 20]
 """
@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
+from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from xtm_composer.config.settings import DaemonSettings, LoggerSettings, ManagerSettings, PlatformSettings, Settings
+from common import HEADER, EmulatorProcess, PassFigures, RequestCounter, measure
+
+from xtm_composer.config.settings import (
+    DaemonSettings,
+    LoggerSettings,
+    ManagerSettings,
+    PlatformSettings,
+    Settings,
+)
 from xtm_composer.crypto import load_private_key_file
 from xtm_composer.daemon import PlatformRuntime, build_runtime
 from xtm_composer.domain import PlatformKind
@@ -35,132 +40,75 @@ from xtm_composer.platforms.opencti import OpenCTIClient
 from xtm_composer.testing.simulated import SimulatedOrchestrator
 
 TOKEN = "bench"
-KEY_PATH = "../shared/vectors/test-key.pkcs8.pem"
+KEY_PATH = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "test-key.pkcs8.pem"
 
 
-@dataclass
-class PassFigures:
-    wall: float
-    cpu: float
-    engine_calls: int
-    platform_calls: int
-    decryptions: int
-    actions: int
-
-
-class Emulator:
-    def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "xtm_composer", "emulator", "serve", "--port", str(self.port), "--token", TOKEN],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+class Bench:
+    def __init__(self, *, latency: float = 0.0, concurrency: int = 16) -> None:
+        self.emulator = EmulatorProcess(TOKEN)
+        self.engine = SimulatedOrchestrator(latency=latency)
+        self.requests = RequestCounter()
+        settings = Settings(
+            manager=ManagerSettings(id="bench-manager", max_concurrent_actions=concurrency),
+            opencti=PlatformSettings(
+                enable=True,
+                url=self.emulator.url,
+                token=TOKEN,
+                request_timeout=120,
+                daemon=DaemonSettings(selector="docker"),
+            ),
         )
-        for _ in range(200):
-            try:
-                httpx.get(f"{self.url}/health", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise SystemExit("the emulator did not start")
+        self.now = 0.0
+        self.runtime: PlatformRuntime = build_runtime(
+            PlatformKind.OPENCTI,
+            settings=settings,
+            platform=OpenCTIClient(build_async_client(settings.opencti, event_hooks={"request": [self.requests]})),
+            orchestrator=self.engine,
+            private_key=load_private_key_file(KEY_PATH),
+        )
+        self.runtime.clock = lambda: self.now  # timers driven by hand: "due" or "not due" on purpose
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait()
+    async def seed(self, n: int) -> None:
+        runtime = self.runtime
+        await runtime.platform.register(manager_id=runtime.manager_id, name="bench", public_key=runtime.public_key)
+        with EmulatorAdmin(self.emulator.url, TOKEN, timeout=60) as admin:
+            for i in range(n):
+                admin.add_connector(
+                    f"Bench {i:05d}",
+                    "opencti/connector-bench:6.8.3",
+                    config={"BENCH_INTERVAL": str(i)},
+                    secrets={"BENCH_API_KEY": f"k{i}"},
+                    start=i % 4 != 0,
+                )
 
+    async def measure(self, *, advance: float) -> PassFigures:
+        self.now += advance
+        return await measure(self.runtime, lambda: self.engine.calls, self.requests)
 
-def runtime_for(url: str, engine: SimulatedOrchestrator, *, concurrency: int, counter: list[int]) -> PlatformRuntime:
-    settings = Settings(
-        manager=ManagerSettings(id="bench-manager", max_concurrent_actions=concurrency),
-        opencti=PlatformSettings(
-            enable=True, url=url, token=TOKEN, request_timeout=120, daemon=DaemonSettings(selector="docker")
-        ),
-    )
-
-    async def count(_request: httpx.Request) -> None:
-        counter[0] += 1
-
-    runtime = build_runtime(
-        PlatformKind.OPENCTI,
-        settings=settings,
-        platform=OpenCTIClient(build_async_client(settings.opencti, event_hooks={"request": [count]})),
-        orchestrator=engine,
-        private_key=load_private_key_file(__import__("pathlib").Path(KEY_PATH)),
-    )
-    runtime.clock = lambda: clock[0]
-    return runtime
-
-
-clock = [0.0]
-
-
-async def measure(runtime: PlatformRuntime, engine: SimulatedOrchestrator, counter: list[int]) -> PassFigures:
-    engine_before, platform_before = engine.calls, counter[0]
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = await runtime.reconcile_once()
-    return PassFigures(
-        wall=time.perf_counter() - wall,
-        cpu=time.process_time() - cpu,
-        engine_calls=engine.calls - engine_before,
-        platform_calls=counter[0] - platform_before,
-        decryptions=result.report.decryptions,
-        actions=len(result.report.outcomes),
-    )
-
-
-def seed(url: str, n: int) -> None:
-    with EmulatorAdmin(url, TOKEN, timeout=60) as admin:
-        for i in range(n):
-            admin.add_connector(
-                f"Bench {i:05d}",
-                "opencti/connector-bench:6.8.3",
-                config={"BENCH_INTERVAL": str(i)},
-                secrets={"BENCH_API_KEY": f"k{i}"},
-                start=i % 4 != 0,
-            )
-
-
-async def register(runtime: PlatformRuntime) -> None:
-    await runtime.platform.register(manager_id=runtime.manager_id, name="bench", public_key=runtime.public_key)
+    async def close(self) -> None:
+        await self.runtime.close()
+        self.emulator.stop()
 
 
 async def steady(n: int) -> PassFigures:
-    emulator = Emulator()
+    bench = Bench()
     try:
-        counter = [0]
-        engine = SimulatedOrchestrator()
-        runtime = runtime_for(emulator.url, engine, concurrency=16, counter=counter)
-        await register(runtime)
-        seed(emulator.url, n)
+        await bench.seed(n)
         for _ in range(5):  # converge, with every report done
-            clock[0] += 100
-            if (await measure(runtime, engine, counter)).actions == 0:
+            if (await bench.measure(advance=100)).actions == 0:
                 break
-        clock[0] += 1  # nothing due
-        figures = await measure(runtime, engine, counter)
-        await runtime.close()
-        return figures
+        return await bench.measure(advance=1)  # nothing due
     finally:
-        emulator.stop()
+        await bench.close()
 
 
 async def cold(n: int, latency: float, concurrency: int) -> PassFigures:
-    emulator = Emulator()
+    bench = Bench(latency=latency, concurrency=concurrency)
     try:
-        counter = [0]
-        engine = SimulatedOrchestrator(latency=latency)
-        runtime = runtime_for(emulator.url, engine, concurrency=concurrency, counter=counter)
-        await register(runtime)
-        seed(emulator.url, n)
-        clock[0] += 100
-        figures = await measure(runtime, engine, counter)
-        await runtime.close()
-        return figures
+        await bench.seed(n)
+        return await bench.measure(advance=100)
     finally:
-        emulator.stop()
+        await bench.close()
 
 
 def main() -> None:
@@ -171,22 +119,16 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(LoggerSettings(level="error", console=False))
     print("steady pass (emulator over HTTP, simulated engine, nothing due)")
-    print(f"{'N':>6} {'wall s':>8} {'cpu s':>7} {'engine':>7} {'platform':>9} {'decrypt':>8} {'actions':>8}")
+    print(f"{'N':>10} {HEADER}")
     for n in args.sizes:
-        f = asyncio.run(steady(n))
-        print(
-            f"{n:>6} {f.wall:8.3f} {f.cpu:7.3f} {f.engine_calls:7d} {f.platform_calls:9d} {f.decryptions:8d} "
-            f"{f.actions:8d}"
-        )
+        print(asyncio.run(steady(n)).row(n))
     print(f"\ncold start: N = {args.cold}, {args.latency_ms:g} ms per engine call")
+    print(f"{'':>10} {HEADER}")
     sequential = asyncio.run(cold(args.cold, args.latency_ms / 1000, concurrency=1))
     ours = asyncio.run(cold(args.cold, args.latency_ms / 1000, concurrency=16))
-    for label, f in (("sequential", sequential), ("ours (16)", ours)):
-        print(
-            f"{label:>12}: {f.wall:7.2f} s wall, {f.cpu:6.2f} s cpu, {f.engine_calls} engine calls, "
-            f"{f.platform_calls} platform calls, {f.decryptions} decryptions"
-        )
-    print(f"{'speed-up':>12}: {sequential.wall / ours.wall:.1f}x")
+    print(sequential.row("sequential"))
+    print(ours.row("ours (16)"))
+    print(f"{'speed-up':>10} {sequential.wall / ours.wall:.1f}x")
 
 
 if __name__ == "__main__":

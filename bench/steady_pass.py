@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import docker
-import httpx
+from common import HEADER, EmulatorProcess, PassFigures, RequestCounter, measure
 
 from xtm_composer.config.settings import DaemonSettings, LoggerSettings, ManagerSettings, PlatformSettings, Settings
 from xtm_composer.crypto import generate_private_key
-from xtm_composer.daemon import PlatformRuntime, build_runtime
+from xtm_composer.daemon import build_runtime
 from xtm_composer.domain import LABEL_MANAGER, PlatformKind
 from xtm_composer.emulator.client import EmulatorAdmin
 from xtm_composer.images import DEMO_IMAGE, ensure_demo_image
@@ -38,85 +38,29 @@ from xtm_composer.platforms.opencti import OpenCTIClient
 TOKEN = "bench-token"
 
 
-@dataclass
-class Measure:
-    wall: float
-    cpu: float
-    engine_calls: int
-    platform_calls: int
-    decryptions: int
-    actions: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_emulator(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "xtm_composer", "emulator", "serve", "--port", str(port), "--token", TOKEN],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the emulator did not start")
-
-
-async def measured_pass(
-    runtime: PlatformRuntime, orchestrator: DockerOrchestrator, platform_calls: list[int]
-) -> Measure:
-    engine_before, platform_before = orchestrator.api_calls, platform_calls[0]
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = await runtime.reconcile_once()
-    return Measure(
-        wall=time.perf_counter() - wall,
-        cpu=time.process_time() - cpu,
-        engine_calls=orchestrator.api_calls - engine_before,
-        platform_calls=platform_calls[0] - platform_before,
-        decryptions=result.report.decryptions,
-        actions=len(result.report.outcomes),
-    )
-
-
-async def bench(n: int, client: docker.DockerClient) -> dict[str, Measure | float]:
-    port = free_port()
-    emulator = start_emulator(port)
+async def bench(n: int, client: docker.DockerClient) -> tuple[PassFigures, PassFigures, float]:
+    emulator = EmulatorProcess(TOKEN)
     manager_id = f"bench-{n}-{os.getpid()}"
-    url = f"http://127.0.0.1:{port}"
     try:
-        key = generate_private_key()
         settings = Settings(
-            manager=ManagerSettings(id=manager_id, execute_schedule=10, max_concurrent_actions=8),
+            manager=ManagerSettings(id=manager_id, execute_schedule=10),
             opencti=PlatformSettings(
-                enable=True, url=url, token=TOKEN, logs_schedule=10, daemon=DaemonSettings(selector="docker")
+                enable=True, url=emulator.url, token=TOKEN, logs_schedule=10, daemon=DaemonSettings(selector="docker")
             ),
         )
-        platform_calls = [0]
-
-        async def count(_request: httpx.Request) -> None:
-            platform_calls[0] += 1
-
+        requests = RequestCounter()
         orchestrator = DockerOrchestrator()
         runtime = build_runtime(
             PlatformKind.OPENCTI,
             settings=settings,
-            platform=OpenCTIClient(build_async_client(settings.opencti, event_hooks={"request": [count]})),
+            platform=OpenCTIClient(build_async_client(settings.opencti, event_hooks={"request": [requests]})),
             orchestrator=orchestrator,
-            private_key=key,
+            private_key=generate_private_key(),
         )
-        fake_now = [0.0]
-        runtime.clock = lambda: fake_now[0]  # timers are driven by hand: "due" or "not due" on purpose
+        now = [0.0]
+        runtime.clock = lambda: now[0]  # timers driven by hand: "due" or "not due" on purpose
         await runtime.platform.register(manager_id=manager_id, name="bench", public_key=runtime.public_key)
-        with EmulatorAdmin(url, TOKEN) as admin:
+        with EmulatorAdmin(emulator.url, TOKEN) as admin:
             for i in range(n):
                 admin.add_connector(
                     f"Bench Connector {i:04d}",
@@ -127,20 +71,18 @@ async def bench(n: int, client: docker.DockerClient) -> dict[str, Measure | floa
                 )
         cold_started = time.perf_counter()
         for _ in range(6):  # converge: deploy+start, then report statuses, health and logs
-            fake_now[0] += 100
-            measure = await measured_pass(runtime, orchestrator, platform_calls)
-            if measure.actions == 0:
+            now[0] += 100
+            if (await measure(runtime, lambda: orchestrator.api_calls, requests)).actions == 0:
                 break
         cold = time.perf_counter() - cold_started
-        fake_now[0] += 1  # nothing due
-        steady = await measured_pass(runtime, orchestrator, platform_calls)
-        fake_now[0] += 100  # logs and health due for every connector
-        reporting = await measured_pass(runtime, orchestrator, platform_calls)
+        now[0] += 1  # nothing due
+        steady = await measure(runtime, lambda: orchestrator.api_calls, requests)
+        now[0] += 100  # logs and health due for every connector
+        reporting = await measure(runtime, lambda: orchestrator.api_calls, requests)
         await runtime.close()
-        return {"cold": cold, "steady": steady, "reporting": reporting}
+        return steady, reporting, cold
     finally:
-        emulator.terminate()
-        emulator.wait()
+        emulator.stop()
         for container in client.containers.list(all=True, filters={"label": f"{LABEL_MANAGER}={manager_id}"}):
             container.remove(force=True)
 
@@ -150,19 +92,12 @@ def main() -> None:
     configure_logging(LoggerSettings(level="warning", format="pretty"))
     client = docker.from_env(timeout=120)
     ensure_demo_image(client)
-    print(
-        f"{'N':>5} {'pass':>10} {'wall s':>8} {'cpu s':>7} {'engine':>7} {'platform':>9} {'decrypt':>8} {'actions':>8}"
-    )
+    print(f"{'N':>10} {'pass':>10} {HEADER}")
     for n in sizes:
-        results = asyncio.run(bench(n, client))
-        for label in ("steady", "reporting"):
-            m = results[label]
-            assert isinstance(m, Measure)
-            print(
-                f"{n:>5} {label:>10} {m.wall:8.3f} {m.cpu:7.3f} {m.engine_calls:7d} {m.platform_calls:9d} "
-                f"{m.decryptions:8d} {m.actions:8d}"
-            )
-        print(f"{n:>5} {'cold start':>10} {results['cold']:8.1f}  (all containers deployed, started and reported)")
+        steady, reporting, cold = asyncio.run(bench(n, client))
+        print(steady.row(n, "steady"))
+        print(reporting.row(n, "reporting"))
+        print(f"{n:>10} {'cold start':>10} {cold:8.1f}  (all containers deployed, started and reported)")
 
 
 if __name__ == "__main__":
