@@ -391,3 +391,10 @@ def test_a_paused_workload_is_resumed_when_it_should_run_and_stopped_when_not():
     paused = workload(state=WorkloadState.PAUSED)
     assert "start" in kinds(run([connector(current=CurrentStatus.STOPPED)], [paused], mem(was_up=False)))
     assert "stop" in kinds(run([connector(**STOPPING)], [paused], mem(was_up=False)))
+
+
+def test_a_workload_we_just_started_that_is_still_pending_does_not_flap_to_stopped():
+    settling = mem(was_up=True, last_start_at=NOW - 5)
+    assert "report-status" not in kinds(run([connector()], [workload(state=WorkloadState.PENDING)], settling))
+    stuck = mem(was_up=True, last_start_at=NOW - 31)
+    assert "report-status" in kinds(run([connector()], [workload(state=WorkloadState.PENDING)], stuck))

@@ -251,6 +251,8 @@ class Executor:
                     ) from None
                 log.info("workload deployed", workload=name, started=start)
                 self._memory_of(connector.id).forget_workload()
+                if start:
+                    self._memory_of(connector.id).last_start_at = self._clock()
             case Recreate(connector=connector, name=name, old=old, start=start):
                 # Decrypt and pull first: a bad secret or an image that cannot be pulled keeps the old one.
                 spec = await self._with_consequence(
@@ -263,9 +265,12 @@ class Executor:
                 await self._orchestrator.deploy(spec, start=start)
                 log.info("workload recreated", workload=name, started=start)
                 self._memory_of(connector.id).forget_workload()
+                if start:
+                    self._memory_of(connector.id).last_start_at = self._clock()
             case Start(connector=connector, workload=workload):
                 await self._orchestrator.start(workload)
                 log.info("workload started", workload=workload.name)
+                self._memory_of(connector.id).last_start_at = self._clock()
                 if workload.state in (WorkloadState.EXITED, WorkloadState.DEAD):
                     # It ran before: this start is a restart, which the engine's own count misses.
                     self._memory_of(connector.id).composer_restarts += 1

@@ -36,6 +36,7 @@ class ConnectorMemory:
     last_health: tuple[int, str | None, bool] | None = None  # restart count, started at, loop: for `status`
     failed_for: tuple[str | None, str] | None = None
     noted_error: str | None = None  # the last error shown on the platform (each one once)
+    last_start_at: float | None = None  # when the composer last deployed/started it
 
     def record_failure(self, error: str, *, now: float, failed_for: tuple[str | None, str] | None = None) -> None:
         """`failed_for` is the (hash, requested status) the failure happened with: when the admin

@@ -231,7 +231,16 @@ def _plan_connector(
             up_after = started = True
 
     status_after = CurrentStatus.STARTED if up_after else CurrentStatus.STOPPED
-    if connector.current_status is not status_after:
+    # Just started by us and still PENDING (image pulling, pod or task being created): not a change
+    # worth reporting yet, or the status would flap started → stopped → started.
+    settling = (
+        primary is not None
+        and primary.state is WorkloadState.PENDING
+        and connector.should_run
+        and mem.last_start_at is not None
+        and now - mem.last_start_at < ctx.health_interval
+    )
+    if connector.current_status is not status_after and not settling:
         actions.append(ReportStatus(connector, status_after))
     if target is None:
         return actions, up_after
