@@ -8,8 +8,6 @@ container id (a container's env never changes) and cached.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +15,6 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
-import requests
 
 from xtm_composer.config.settings import DockerSettings, RegistrySettings
 from xtm_composer.domain import (
@@ -31,12 +28,11 @@ from xtm_composer.domain import (
 )
 from xtm_composer.errors import (
     ImagePullError,
-    OrchestratorError,
     OrchestratorUnavailable,
-    WorkloadConflict,
     WorkloadNotFound,
 )
 from xtm_composer.observability import get_logger
+from xtm_composer.orchestrators.docker_client import EngineConnection, explain
 from xtm_composer.orchestrators.docker_common import container_state, parse_docker_time
 from xtm_composer.orchestrators.docker_options import (
     ImageReference,
@@ -68,65 +64,19 @@ class DockerOrchestrator:
         self._options = options or DockerSettings()
         self._registry = registry
         self._files = MountedFileStore(files_directory)
-        self._client_factory = client_factory or _api_client_from_env
-        self._client: docker.APIClient | None = None
-        self._client_lock = threading.Lock()
+        self._engine = EngineConnection(client_factory)
         self._hash_by_container: dict[str, str | None] = {}
-        self.api_calls = 0  # every HTTP request made to the engine (for benchmarks and tests)
 
     # -- plumbing -------------------------------------------------------------------------
-    def _api(self) -> docker.APIClient:
-        # Built lazily and rebuilt after failures, so an engine that is down at start-up or
-        # restarted later is picked up again without restarting the composer. Building may block
-        # (it asks the engine its API version): never while holding the lock `close()` needs.
-        client = self._client
-        if client is not None:
-            return client
-        try:
-            fresh = self._client_factory()
-        except docker.errors.DockerException as exc:
-            raise OrchestratorUnavailable(f"Docker Engine unreachable: {exc}") from None
-        fresh.hooks["response"].append(self._count_call)
-        with self._client_lock:
-            if self._client is None:
-                self._client = fresh
-                return fresh
-            current = self._client
-        fresh.close()
-        return current
-
-    def _count_call(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> requests.Response:
-        self.api_calls += 1
-        return response
+    @property
+    def api_calls(self) -> int:
+        return self._engine.api_calls
 
     async def _call(self, what: str, fn: Callable[[docker.APIClient], T]) -> T:
-        def run() -> T:
-            return fn(self._api())
-
-        try:
-            return await asyncio.to_thread(run)
-        except OrchestratorError:
-            raise
-        except docker.errors.NotFound as exc:
-            raise WorkloadNotFound(f"{what}: {_explain(exc)}") from None
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:
-                raise WorkloadConflict(f"{what}: {_explain(exc)}") from None
-            if exc.status_code is not None and exc.status_code >= 500:
-                raise OrchestratorUnavailable(f"{what}: {_explain(exc)}") from None
-            raise OrchestratorError(f"{what}: {_explain(exc)}") from None
-        except (requests.RequestException, docker.errors.DockerException, OSError) as exc:
-            self._drop_client()
-            raise OrchestratorUnavailable(f"{what}: Docker Engine unreachable ({type(exc).__name__})") from None
-
-    def _drop_client(self) -> None:
-        with self._client_lock:
-            if self._client is not None:
-                self._client.close()
-            self._client = None
+        return await self._engine.call(what, fn)
 
     async def close(self) -> None:
-        self._drop_client()
+        self._engine.drop()
 
     # -- observation ------------------------------------------------------------------------
     async def list_workloads(self, *, manager_id: str) -> list[Workload]:
@@ -239,7 +189,7 @@ class DockerOrchestrator:
                     if isinstance(event, dict) and event.get("error"):
                         raise ImagePullError(f"pull {image}: {event['error']}")
             except docker.errors.APIError as exc:
-                raise ImagePullError(f"pull {image}: {_explain(exc)}") from None
+                raise ImagePullError(f"pull {image}: {explain(exc)}") from None
 
         await self._call(f"pull {image}", pull)
 
@@ -261,11 +211,3 @@ class DockerOrchestrator:
 
 def _ref(workload: Workload) -> str:
     return workload.engine_id or workload.name
-
-
-def _explain(exc: docker.errors.APIError) -> str:
-    return str(exc.explanation or exc)
-
-
-def _api_client_from_env() -> docker.APIClient:
-    return docker.APIClient(version="auto", **docker.utils.kwargs_from_env())

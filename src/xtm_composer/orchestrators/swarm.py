@@ -24,7 +24,6 @@ Engine calls are blocking, so each runs in a worker thread; errors are translate
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -34,7 +33,6 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
-import requests
 
 from xtm_composer.config.settings import RegistrySettings
 from xtm_composer.config.swarm import SwarmSettings
@@ -51,13 +49,10 @@ from xtm_composer.domain import (
 from xtm_composer.errors import (
     ImagePullError,
     InvalidWorkloadSpec,
-    OrchestratorError,
-    OrchestratorForbidden,
     OrchestratorUnavailable,
-    WorkloadConflict,
-    WorkloadNotFound,
 )
 from xtm_composer.observability import get_logger
+from xtm_composer.orchestrators.docker_client import EngineConnection, explain
 from xtm_composer.orchestrators.docker_common import parse_docker_time, registry_auth_header
 from xtm_composer.orchestrators.docker_logs import (
     decode_log_lines,
@@ -244,60 +239,20 @@ class SwarmOrchestrator:
     ) -> None:
         self._options = options
         self._registry = registry
-        self._client_factory = client_factory or _api_client_from_env
-        self._client: docker.APIClient | None = None
-        self._client_lock = threading.Lock()
+        self._engine = EngineConnection(client_factory)
         self._tallies: dict[str, _RestartTally] = {}
         self._tally_lock = threading.Lock()
-        self.api_calls = 0  # every HTTP request made to the engine (for benchmarks and tests)
 
     # -- plumbing -------------------------------------------------------------------------
-    def _api(self) -> docker.APIClient:
-        with self._client_lock:
-            if self._client is None:
-                try:
-                    client = self._client_factory()
-                except docker.errors.DockerException as exc:
-                    raise OrchestratorUnavailable(f"Docker Engine unreachable: {exc}") from None
-                client.hooks["response"].append(self._count_call)
-                self._client = client
-            return self._client
-
-    def _count_call(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> requests.Response:
-        self.api_calls += 1
-        return response
+    @property
+    def api_calls(self) -> int:
+        return self._engine.api_calls
 
     async def _call(self, what: str, fn: Callable[[docker.APIClient], T]) -> T:
-        def run() -> T:
-            return fn(self._api())
-
-        try:
-            return await asyncio.to_thread(run)
-        except OrchestratorError:
-            raise
-        except docker.errors.NotFound as exc:
-            raise WorkloadNotFound(f"{what}: {_explain(exc)}") from None
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:
-                raise WorkloadConflict(f"{what}: {_explain(exc)}") from None
-            if exc.status_code in (401, 403):  # an authorization plugin or proxy in front of the engine
-                raise OrchestratorForbidden(f"{what}: {_explain(exc)}") from None
-            if exc.status_code is not None and exc.status_code >= 500:
-                # 503 "This node is not a swarm manager" lands here, with the engine's words.
-                raise OrchestratorUnavailable(f"{what}: {_explain(exc)}") from None
-            raise OrchestratorError(f"{what}: {_explain(exc)}") from None
-        except (requests.RequestException, docker.errors.DockerException, OSError) as exc:
-            self._drop_client()
-            raise OrchestratorUnavailable(f"{what}: Docker Engine unreachable ({type(exc).__name__})") from None
-
-    def _drop_client(self) -> None:
-        with self._client_lock:
-            if self._client is not None:
-                self._client.close()
-            self._client = None
+        return await self._engine.call(what, fn)
 
     async def close(self) -> None:
-        self._drop_client()
+        self._engine.drop()
 
     # -- observation ------------------------------------------------------------------------
     async def list_workloads(self, *, manager_id: str) -> list[Workload]:
@@ -375,7 +330,7 @@ class SwarmOrchestrator:
                 api.inspect_distribution(image, auth_config=auth)
             except docker.errors.APIError as exc:
                 raise ImagePullError(
-                    f"{image}: not on this manager and not resolvable in its registry: {_explain(exc)}"
+                    f"{image}: not on this manager and not resolvable in its registry: {explain(exc)}"
                 ) from None
 
         await self._call(f"image {image}", check)
@@ -480,7 +435,7 @@ def _update_service(
             api._raise_for_status(response)
             return
         except docker.errors.APIError as exc:
-            if OUT_OF_SEQUENCE not in _explain(exc) or attempt == UPDATE_ATTEMPTS:
+            if OUT_OF_SEQUENCE not in explain(exc) or attempt == UPDATE_ATTEMPTS:
                 raise
             log.debug("service changed meanwhile, updating again", service=ref, attempt=attempt)
             time.sleep(UPDATE_RETRY_DELAY * attempt)
@@ -504,11 +459,3 @@ def _ensure_config(api: docker.APIClient, name: str, mounted: MountedFile, manag
 
 def _ref(workload: Workload) -> str:
     return workload.engine_id or workload.name
-
-
-def _explain(exc: docker.errors.APIError) -> str:
-    return str(exc.explanation or exc)
-
-
-def _api_client_from_env() -> docker.APIClient:
-    return docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
