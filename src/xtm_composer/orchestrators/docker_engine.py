@@ -18,7 +18,6 @@ import docker.errors
 
 from xtm_composer.config.settings import DockerSettings, RegistrySettings
 from xtm_composer.domain import (
-    HASH_KEY,
     LABEL_CONFIG_HASH,
     LABEL_MANAGER,
     Health,
@@ -33,7 +32,7 @@ from xtm_composer.errors import (
 )
 from xtm_composer.observability import get_logger
 from xtm_composer.orchestrators.docker_client import EngineConnection, explain
-from xtm_composer.orchestrators.docker_common import container_state, parse_docker_time
+from xtm_composer.orchestrators.docker_common import ContainerRows, parse_docker_time
 from xtm_composer.orchestrators.docker_options import (
     ImageReference,
     host_config_kwargs,
@@ -42,7 +41,6 @@ from xtm_composer.orchestrators.docker_options import (
 )
 from xtm_composer.orchestrators.files import MountedFileStore
 from xtm_composer.orchestrators.health import health_from_state
-from xtm_composer.orchestrators.specs import split_env_line
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -65,7 +63,7 @@ class DockerOrchestrator:
         self._registry = registry
         self._files = MountedFileStore(files_directory)
         self._engine = EngineConnection(client_factory)
-        self._hash_by_container: dict[str, str | None] = {}
+        self._rows = ContainerRows()
 
     # -- plumbing -------------------------------------------------------------------------
     @property
@@ -86,38 +84,13 @@ class DockerOrchestrator:
         )
         if not isinstance(rows, list):
             raise OrchestratorUnavailable("list containers: unexpected answer from the engine")
-        unknown = [row["Id"] for row in rows if LABEL_CONFIG_HASH not in (row.get("Labels") or {})]
-        await self._learn_hashes(unknown)
-        live_ids = {row["Id"] for row in rows}
-        for stale in set(self._hash_by_container) - live_ids:
-            del self._hash_by_container[stale]
-        return [self._workload_from_row(row) for row in rows]
-
-    async def _learn_hashes(self, container_ids: list[str]) -> None:
-        for container_id in container_ids:
-            if container_id in self._hash_by_container:
-                continue
+        for container_id in self._rows.to_inspect(rows):
             try:
                 info = await self._call("inspect container", lambda api, cid=container_id: api.inspect_container(cid))
             except WorkloadNotFound:
-                continue
-            env = dict(split_env_line(line) for line in (info.get("Config") or {}).get("Env") or [])
-            self._hash_by_container[container_id] = env.get(HASH_KEY)
-
-    def _workload_from_row(self, row: dict[str, Any]) -> Workload:
-        labels = dict(row.get("Labels") or {})
-        names = row.get("Names") or []
-        name = names[0].lstrip("/") if names else row["Id"][:12]
-        config_hash = (
-            labels[LABEL_CONFIG_HASH] if LABEL_CONFIG_HASH in labels else self._hash_by_container.get(row["Id"])
-        )
-        return Workload(
-            name=name,
-            state=container_state(row.get("State")),
-            labels=labels,
-            config_hash=config_hash,
-            engine_id=row["Id"],
-        )
+                continue  # removed since the listing
+            self._rows.learn(container_id, info)
+        return self._rows.workloads(rows)
 
     async def health(self, workload: Workload) -> Health:
         info = await self._call(f"inspect {workload.name}", lambda api: api.inspect_container(_ref(workload)))
@@ -158,7 +131,7 @@ class DockerOrchestrator:
 
         created = await self._call(f"create {spec.name}", create)
         container_id = created["Id"]
-        self._hash_by_container[container_id] = spec.config_hash
+        self._rows.remember(container_id, spec.config_hash)
         workload = Workload(
             name=spec.name,
             state=WorkloadState.CREATED,

@@ -27,7 +27,6 @@ import httpx
 
 from xtm_composer.config.settings import DockerSettings, PortainerSettings, RegistrySettings
 from xtm_composer.domain import (
-    HASH_KEY,
     LABEL_CONFIG_HASH,
     LABEL_MANAGER,
     Health,
@@ -45,12 +44,15 @@ from xtm_composer.errors import (
     WorkloadNotFound,
 )
 from xtm_composer.observability import get_logger
-from xtm_composer.orchestrators.docker_common import container_state, parse_docker_time, registry_auth_header
+from xtm_composer.orchestrators.docker_common import (
+    ContainerRows,
+    parse_docker_time,
+    registry_auth_header,
+)
 from xtm_composer.orchestrators.docker_logs import LogDecoder, last_lines, multiplexed_from_content_type
 from xtm_composer.orchestrators.docker_options import ImageReference, host_config, image_reference, registry_auth
 from xtm_composer.orchestrators.files import MountedFileStore
 from xtm_composer.orchestrators.health import health_from_state
-from xtm_composer.orchestrators.specs import split_env_line
 
 log = get_logger(__name__)
 
@@ -190,7 +192,7 @@ class PortainerOrchestrator:
             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_SECONDS)),
             follow_redirects=False,
         )
-        self._hash_by_container: dict[str, str | None] = {}
+        self._rows = ContainerRows()
         self.api_calls = 0  # every HTTP request sent to Portainer (for benchmarks and tests)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -235,39 +237,12 @@ class PortainerOrchestrator:
         rows = await self._json("list containers", "GET", "containers/json", params={"all": "1", "filters": filters})
         if not isinstance(rows, list):
             raise OrchestratorUnavailable("list containers: unexpected answer from Portainer")
-        unknown = [row["Id"] for row in rows if LABEL_CONFIG_HASH not in (row.get("Labels") or {})]
-        for container_id in unknown:
-            await self._learn_hash(container_id)
-        live = {row["Id"] for row in rows}
-        for stale in set(self._hash_by_container) - live:
-            del self._hash_by_container[stale]
-        return [self._workload_from_row(row) for row in rows]
-
-    async def _learn_hash(self, container_id: str) -> None:
-        # Containers made by the Rust composer keep the hash in env only; env never changes.
-        if container_id in self._hash_by_container:
-            return
-        try:
-            info = await self._inspect("inspect container", container_id)
-        except WorkloadNotFound:
-            return
-        env = dict(split_env_line(line) for line in (info.get("Config") or {}).get("Env") or [])
-        self._hash_by_container[container_id] = env.get(HASH_KEY)
-
-    def _workload_from_row(self, row: Mapping[str, Any]) -> Workload:
-        labels = dict(row.get("Labels") or {})
-        names = row.get("Names") or []
-        name = names[0].lstrip("/") if names else str(row["Id"])[:12]
-        config_hash = (
-            labels[LABEL_CONFIG_HASH] if LABEL_CONFIG_HASH in labels else self._hash_by_container.get(row["Id"])
-        )
-        return Workload(
-            name=name,
-            state=container_state(row.get("State")),
-            labels=labels,
-            config_hash=config_hash,
-            engine_id=str(row["Id"]),
-        )
+        for container_id in self._rows.to_inspect(rows):
+            try:
+                self._rows.learn(container_id, await self._inspect("inspect container", container_id))
+            except WorkloadNotFound:
+                continue  # removed since the listing
+        return self._rows.workloads(rows)
 
     async def _inspect(self, what: str, ref: str) -> dict[str, Any]:
         info = await self._json(what, "GET", f"containers/{_quoted(ref)}/json")
@@ -314,7 +289,7 @@ class PortainerOrchestrator:
         for warning in created.get("Warnings") or []:
             log.info("engine warning on container create", workload=spec.name, warning=str(warning))
         container_id = str(created["Id"])
-        self._hash_by_container[container_id] = spec.config_hash
+        self._rows.remember(container_id, spec.config_hash)
         workload = Workload(
             name=spec.name,
             state=WorkloadState.CREATED,
