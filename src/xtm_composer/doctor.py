@@ -60,23 +60,30 @@ def check_configuration(config_dir: Path | None) -> tuple[CheckResult, Settings 
 
 
 def check_key(settings: Settings) -> tuple[CheckResult, KeyRing | None]:
-    result = _check_key(settings)
-    if not result.ok:
-        return result, None
+    result, ring = _check_key(settings)
+    if not result.ok or ring is not None:
+        return result, ring
     try:
         return result, load_keyring(settings.manager)
     except ComposerError as exc:
         return CheckResult("previous keys", False, str(exc), "fix or remove manager.credentials_previous_keys"), None
 
 
-def _check_key(settings: Settings) -> CheckResult:
+def _check_key(settings: Settings) -> tuple[CheckResult, KeyRing | None]:
+    """The key check, and the key ring when checking it already loaded one (a token login is costly)."""
     manager = settings.manager
     if manager.credentials_key_pkcs11 is not None:
         try:
             ring = load_keyring(manager)
         except ComposerError as exc:
-            return CheckResult("private key", False, str(exc), "check the PKCS#11 module, token, key label and PIN")
-        return CheckResult("private key", True, f"in PKCS#11 token ({ring.current.label})")
+            fix = "check the PKCS#11 module, token, key label and PIN"
+            return CheckResult("private key", False, str(exc), fix), None
+        return CheckResult("private key", True, f"in PKCS#11 token ({ring.current.label})"), ring
+    return _check_key_file(settings), None
+
+
+def _check_key_file(settings: Settings) -> CheckResult:
+    manager = settings.manager
     try:
         key = load_manager_key(manager)
     except ConfigurationError as exc:

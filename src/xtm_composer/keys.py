@@ -79,6 +79,8 @@ def load_keyring(manager: ManagerSettings) -> KeyRing:
     if manager.credentials_key_pkcs11 is not None:
         from xtm_composer.pkcs11_key import open_pkcs11_key
 
+        if manager.credentials_key_filepath is not None or manager.credentials_key:
+            log.warning("a PKCS#11 key and a key file or inline key are both set: using the PKCS#11 token")
         current: KeyHandle = open_pkcs11_key(manager.credentials_key_pkcs11)
     else:
         source = (

@@ -54,6 +54,16 @@ class Pkcs11Settings(Section):
     # for tokens that only do OAEP with SHA-1 (SoftHSM2 2.6). "raw" must be chosen explicitly.
     oaep: Literal["token", "raw"] = "token"
 
+    @field_validator("key_id")
+    @classmethod
+    def _hex_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                bytes.fromhex(value)
+            except ValueError:
+                raise ValueError("must be hexadecimal (the CKA_ID bytes, e.g. 0a1b)") from None
+        return value
+
     @model_validator(mode="after")
     def _one_key_and_one_pin(self) -> Pkcs11Settings:
         if not (self.key_label or self.key_id):
