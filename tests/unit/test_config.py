@@ -137,3 +137,18 @@ def test_cli_run_without_key_says_how_to_make_one(tmp_path):
     )
     assert result.returncode == 2
     assert "keygen" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_single_underscore_env_var_gets_a_hint_when_configuration_fails(tmp_path):
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(
+            tmp_path,
+            environ={
+                "MANAGER__ID": "m",
+                "OPENCTI__ENABLE": "true",
+                "OPENCTI__TOKEN": "t",
+                "OPENCTI_URL": "http://opencti:8080",
+            },
+        )
+    assert "opencti.url" in str(info.value) and "OPENCTI__URL" in str(info.value)
+    assert "\n" not in str(info.value)

@@ -138,4 +138,21 @@ def load_settings(
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigurationError(format_validation_error(exc)) from None
+        raise ConfigurationError(format_validation_error(exc) + _single_underscore_hint(env)) from None
+
+
+def _single_underscore_hint(env: Mapping[str, str]) -> str:
+    """`OPENCTI_URL` is what connectors read; the composer reads `OPENCTI__URL`: say so when it matters."""
+    typos = sorted(
+        key
+        for key in env
+        if "__" not in key
+        and key.split("_", 1)[0].lower() in TOP_LEVEL_SECTIONS
+        and "_" in key
+        and key.replace("_", "__", 1) not in env
+    )
+    if not typos:
+        return ""
+    verb = "is" if len(typos) == 1 else "are"
+    example = typos[0].replace("_", "__", 1)
+    return f" (note: {', '.join(typos[:3])} {verb} set; nested keys take a double underscore, e.g. {example})"
