@@ -257,12 +257,9 @@ class PlatformRuntime:
                     unsupported_said = True
                 delay = self.ping_alive_schedule
             except ManagerUnknown as exc:
-                # The platform no longer knows us (reinstalled, state lost): register again now.
-                log.warning("platform forgot this manager: registering again", error=str(exc))
-                self.registered.clear()
+                self._platform_forgot_us(exc)
                 self.needs_confirmation = True
-                self._hold_removals_after_reregistration()
-                delay = ALIVE_BACKOFF_START
+                delay = ALIVE_BACKOFF_START  # register again now
             except PlatformRejected as exc:
                 log.error("platform refused the manager", error=str(exc))
                 delay, backoff = backoff, min(backoff * 2, ALIVE_BACKOFF_MAX)
@@ -280,19 +277,21 @@ class PlatformRuntime:
             return
         try:
             await self.platform.ping(manager_id=self.manager_id)
-        except ManagerUnknown:
-            log.warning("platform forgot this manager: registering again before reconciling")
-            self.registered.clear()
-            self._hold_removals_after_reregistration()
+        except ManagerUnknown as exc:
+            self._platform_forgot_us(exc)
             await self._register()
         self.needs_confirmation = False
 
-    def _hold_removals_after_reregistration(self) -> None:
+    def _platform_forgot_us(self, exc: ManagerUnknown) -> None:
+        """A reinstalled or restored platform: register again, and remove nothing for a while, since
+        its list may not be complete yet."""
+        self.registered.clear()
         hold = max(REREGISTRATION_REMOVAL_HOLD_SECONDS, 3 * self.execute_schedule)
         self.removals_held_until = self.clock() + hold
         log.warning(
-            "registered again with a platform that had forgotten this manager: no workload is removed for a while",
+            "platform forgot this manager: registering again; no workload is removed for a while",
             seconds=round(hold),
+            error=str(exc),
         )
 
     async def _register(self) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from xtm_composer.domain import Connector, ConnectorList, CurrentStatus, Health, PlatformKind
 from xtm_composer.observability import get_logger
@@ -35,9 +36,32 @@ class Platform(Protocol):
     async def aclose(self) -> None: ...
 
 
-def connector_list(connectors: list[Connector], *, unparsed: set[str], complete: bool) -> ConnectorList:
-    """The parsed list; an id listed twice makes both entries unusable (their workloads are left
-    alone): acting on either would flip the workload between two configurations."""
+class MalformedEntry(ValueError):
+    """One listed connector is unusable; the message names the field, never a value."""
+
+
+def parse_listing(items: list[Any], parse: Callable[[Any], Connector], *, id_key: str, name_key: str) -> ConnectorList:
+    """Every usable connector of a platform's list, whatever the platform's field names.
+
+    A malformed entry is skipped with an error naming it; its id (when it has one) is kept so that
+    its workload is left alone, and an entry without an id makes the list incomplete (nothing may
+    then be removed). An id listed twice makes both entries unusable: acting on either would flip
+    the workload between two configurations.
+    """
+    connectors: list[Connector] = []
+    unparsed: set[str] = set()
+    complete = True
+    for item in items:
+        try:
+            connectors.append(parse(item))
+        except MalformedEntry as exc:
+            item_id = item.get(id_key) if isinstance(item, dict) else None
+            name = item.get(name_key) if isinstance(item, dict) else None
+            if isinstance(item_id, str) and item_id:
+                unparsed.add(item_id)
+            else:
+                complete = False
+            log.error("connector skipped: malformed entry", connector_id=item_id, connector_name=name, reason=str(exc))
     counts = Counter(c.id for c in connectors)
     duplicated = {cid for cid, n in counts.items() if n > 1}
     for cid in sorted(duplicated):

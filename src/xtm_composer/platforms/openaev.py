@@ -30,7 +30,7 @@ from xtm_composer.errors import (
     PlatformUnavailable,
 )
 from xtm_composer.observability import get_logger
-from xtm_composer.platforms.base import connector_list
+from xtm_composer.platforms.base import MalformedEntry, parse_listing
 from xtm_composer.platforms.http import describe_transport_error
 
 log = get_logger(__name__)
@@ -38,7 +38,7 @@ log = get_logger(__name__)
 PERMISSION_HINT = "the token's user lacks the xtm-composer permission (OpenAEV answers 404 for that)"
 
 
-class MalformedInstance(ValueError):
+class MalformedInstance(MalformedEntry):
     pass
 
 
@@ -200,23 +200,4 @@ def _as_text(value: Any) -> str:
 
 
 def parse_instance_list(items: list[Any]) -> ConnectorList:
-    connectors: list[Connector] = []
-    unparsed: set[str] = set()
-    complete = True
-    for item in items:
-        try:
-            connectors.append(parse_instance(item))
-        except MalformedInstance as exc:
-            item_id = item.get("connector_instance_id") if isinstance(item, dict) else None
-            name = item.get("connector_instance_name") if isinstance(item, dict) else None
-            if isinstance(item_id, str) and item_id:
-                unparsed.add(item_id)
-            else:
-                complete = False
-            log.error(
-                "connector instance skipped: malformed entry",
-                connector_id=item_id,
-                connector_name=name,
-                reason=str(exc),
-            )
-    return connector_list(connectors, unparsed=unparsed, complete=complete)
+    return parse_listing(items, parse_instance, id_key="connector_instance_id", name_key="connector_instance_name")

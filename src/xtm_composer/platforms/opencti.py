@@ -29,7 +29,7 @@ from xtm_composer.errors import (
     PlatformUnsupported,
 )
 from xtm_composer.observability import get_logger
-from xtm_composer.platforms.base import connector_list
+from xtm_composer.platforms.base import MalformedEntry, parse_listing
 from xtm_composer.platforms.http import describe_transport_error
 
 log = get_logger(__name__)
@@ -199,7 +199,7 @@ def _about_version(payload: Any, field: str) -> str:
     return str(payload["about_version"])
 
 
-class MalformedConnector(ValueError):
+class MalformedConnector(MalformedEntry):
     """One listed connector is unusable; the message names the field, never a value."""
 
 
@@ -241,17 +241,4 @@ def parse_connector(item: Any) -> Connector:
 
 
 def parse_connector_list(items: list[Any]) -> ConnectorList:
-    connectors: list[Connector] = []
-    unparsed: set[str] = set()
-    complete = True
-    for item in items:
-        try:
-            connectors.append(parse_connector(item))
-        except MalformedConnector as exc:
-            item_id = item.get("id") if isinstance(item, dict) else None
-            if isinstance(item_id, str) and item_id:
-                unparsed.add(item_id)
-            else:
-                complete = False
-            log.error("connector skipped: malformed entry", connector_id=item_id, reason=str(exc))
-    return connector_list(connectors, unparsed=unparsed, complete=complete)
+    return parse_listing(items, parse_connector, id_key="id", name_key="name")
